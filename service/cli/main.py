@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(name="extrap", help="extrap-tune: hyperparameter search for large-batch training.")
+app = typer.Typer(
+    name="extrap", help="extrap-tune: hyperparameter search for large-batch training."
+)
 
 
 @app.callback()

@@ -1,0 +1,389 @@
+"""Parameter specs of a sweep's search space, their conditions, and :func:`apply_params`.
+
+A space maps searchable names (see :mod:`search_spaces.searchable`) to one of three kinds:
+
+- ``float``: ``low``, ``high``, optional ``log`` and ``step``;
+- ``int``: the same with integer bounds (``step`` defaults to 1);
+- ``categorical``: ``choices`` (any YAML values, lists included, e.g. LR milestones).
+
+``type`` may be left out: ``choices`` means categorical, integer bounds mean int, anything else
+float; a bare list is shorthand for a categorical. Each kind takes ``when``, a condition on
+categorical parameters: ``when: {extrapolation: [gradient, past]}`` makes the parameter exist
+only in trials whose ``extrapolation`` is one of those (several keys must all hold).
+
+Example:
+    >>> from trainers.config import TrainJobConfig
+    >>> job = TrainJobConfig(workload="mnist1d", global_batch_size=512, epochs=2)
+    >>> apply_params(job, {"lr": 0.05, "extrapolation": "past"}).optimizer.extrapolation
+    'past'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from search_spaces.errors import FieldError, SpecError
+from search_spaces.searchable import UnknownSearchableError, get_searchable
+from trainers.config import TrainJobConfig
+from trainers.workloads import validate_workload_options
+
+__all__ = [
+    "CategoricalParam",
+    "FloatParam",
+    "IntParam",
+    "ParamSpec",
+    "apply_params",
+    "check_space",
+    "choice_label",
+    "condition_holds",
+    "dependency_order",
+    "job_data_with",
+    "same_value",
+]
+
+Primitive = None | bool | int | float | str
+
+
+class _ParamBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    when: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="active only if every named categorical parameter has one of these values",
+    )
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _listify_when(cls, value: Any) -> Any:
+        # `when: {extrapolation: sam}` reads naturally; store it as a one-element list.
+        if isinstance(value, Mapping):
+            return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
+        return value
+
+
+class FloatParam(_ParamBase):
+    """A real-valued parameter in ``[low, high]``."""
+
+    type: Literal["float"] = "float"
+    low: float
+    high: float
+    log: bool = Field(False, description="sample log-uniformly (needs low > 0)")
+    step: float | None = Field(None, gt=0, description="discretize: low, low+step, …, high")
+
+    @model_validator(mode="after")
+    def _check_range(self) -> FloatParam:
+        _raise_range_errors(self.low, self.high, self.log, self.step, has_default_step=False)
+        return self
+
+
+class IntParam(_ParamBase):
+    """An integer parameter in ``[low, high]``."""
+
+    type: Literal["int"] = "int"
+    low: int
+    high: int
+    log: bool = Field(False, description="sample log-uniformly (needs low > 0, step 1)")
+    step: int = Field(1, gt=0)
+
+    @model_validator(mode="after")
+    def _check_range(self) -> IntParam:
+        _raise_range_errors(self.low, self.high, self.log, self.step, has_default_step=True)
+        return self
+
+
+class CategoricalParam(_ParamBase):
+    """One of a list of values (strings, numbers, booleans, null, or lists of those)."""
+
+    type: Literal["categorical"] = "categorical"
+    choices: list[Any] = Field(..., min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, value: Any) -> Any:
+        return {"choices": value} if isinstance(value, list) else value
+
+    @field_validator("choices")
+    @classmethod
+    def _check_choices(cls, choices: list[Any]) -> list[Any]:
+        labels = [choice_label(choice) for choice in choices]
+        duplicates = sorted({str(label) for label in labels if labels.count(label) > 1})
+        if duplicates:
+            raise ValueError(f"choices repeat {', '.join(duplicates)}: list each value once")
+        return choices
+
+
+def _param_tag(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return str(getattr(value, "type", None))
+    if isinstance(value, list):
+        return "categorical"
+    if not isinstance(value, Mapping):
+        return None
+    if "type" in value:
+        return str(value["type"])
+    if "choices" in value:
+        return "categorical"
+    if _is_int(value.get("low")) and _is_int(value.get("high")):
+        return "int"
+    return "float"
+
+
+ParamSpec = Annotated[
+    Annotated[FloatParam, Tag("float")]
+    | Annotated[IntParam, Tag("int")]
+    | Annotated[CategoricalParam, Tag("categorical")],
+    Discriminator(
+        _param_tag,
+        custom_error_type="invalid_param",
+        custom_error_message=(
+            "a parameter is a mapping with type float, int or categorical (or none: choices "
+            "mean categorical, integer low/high int, otherwise float) or a list of choices; "
+            "null only removes a parameter of the spec's preset"
+        ),
+    ),
+]
+"""One parameter of a search space: a float, int or categorical spec."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _raise_range_errors(
+    low: float, high: float, log: bool, step: float | None, *, has_default_step: bool
+) -> None:
+    errors: list[FieldError] = []
+    if low > high:
+        errors.append(
+            FieldError("low", f"low={low} is above high={high}: make low ≤ high (swap them?)")
+        )
+    if log and low <= 0:
+        errors.append(
+            FieldError(
+                "low",
+                f"log scale needs low > 0, got low={low}: raise low (e.g. to {high / 1000:g}) "
+                "or set log: false",
+            )
+        )
+    if log and step is not None and not (has_default_step and step == 1):
+        errors.append(
+            FieldError("step", "log scale cannot be combined with step: drop step or log")
+        )
+    elif step is not None and low <= high:
+        count = (high - low) / step
+        if not math.isclose(count, round(count), abs_tol=1e-9):
+            fitted = low + math.floor(count) * step
+            errors.append(
+                FieldError(
+                    "high",
+                    f"high - low = {high - low:g} is not a multiple of step={step:g}: "
+                    f"set high to {fitted:g} (or change step)",
+                )
+            )
+    if errors:
+        raise SpecError(errors)
+
+
+def same_value(left: Any, right: Any) -> bool:
+    """Equality that keeps ``True`` apart from ``1`` (YAML flags vs. numbers)."""
+    if isinstance(left, bool) or isinstance(right, bool):
+        return isinstance(left, bool) and isinstance(right, bool) and left == right
+    return bool(left == right)
+
+
+def choice_label(value: Any) -> Primitive:
+    """The value Optuna sees for a categorical choice: itself, or its JSON text for a list.
+
+    Optuna's categorical choices must be None, bool, int, float or str; a list such as the
+    milestones ``[0.5, 0.75]`` is passed as ``"[0.5, 0.75]"`` and decoded back.
+    """
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return json.dumps(value)
+
+
+def condition_holds(when: Mapping[str, Sequence[Any]], values: Mapping[str, Any]) -> bool:
+    """Whether a ``when`` condition holds for the parameter values chosen so far.
+
+    A condition on a parameter that is itself inactive (absent from ``values``) fails.
+    """
+    return all(
+        name in values and any(same_value(values[name], v) for v in allowed)
+        for name, allowed in when.items()
+    )
+
+
+def dependency_order(space: Mapping[str, ParamSpec]) -> list[str]:
+    """The names of ``space`` with every parameter after those its ``when`` refers to.
+
+    Keeps the spec's order where the conditions allow it.
+
+    Raises:
+        ValueError: the conditions are circular (a spec that validated never is).
+    """
+    order: list[str] = []
+    placed: set[str] = set()
+    pending = [name for name in space]
+    while pending:
+        ready = [n for n in pending if all(r in placed or r not in space for r in space[n].when)]
+        if not ready:
+            raise ValueError(f"circular conditions among {', '.join(pending)}")
+        order.extend(ready)
+        placed.update(ready)
+        pending = [n for n in pending if n not in placed]
+    return order
+
+
+def check_space(space: Mapping[str, ParamSpec]) -> list[FieldError]:
+    """Problems in a space that need no workload: names, kinds and conditions.
+
+    Returns:
+        Errors with paths relative to the space (``"gamma_ratio.when.extrapolation"``).
+    """
+    errors: list[FieldError] = []
+    for name, param in space.items():
+        try:
+            searchable = get_searchable(name)
+        except UnknownSearchableError as exc:
+            errors.append(FieldError(name, str(exc)))
+            continue
+        if param.type not in searchable.kinds:
+            errors.append(
+                FieldError(
+                    f"{name}.type",
+                    f"{name} takes {' or '.join(searchable.kinds)} values, not {param.type}: "
+                    f"write it as choices (e.g. {name}: {{choices: [...]}})",
+                )
+            )
+        errors.extend(_condition_errors(name, param, space))
+    errors.extend(_cycle_errors(space))
+    return errors
+
+
+def _condition_errors(
+    name: str, param: ParamSpec, space: Mapping[str, ParamSpec]
+) -> list[FieldError]:
+    errors: list[FieldError] = []
+    for ref, allowed in param.when.items():
+        path = f"{name}.when.{ref}"
+        target = space.get(ref)
+        if ref == name:
+            errors.append(FieldError(path, f"{name} cannot depend on itself: remove this key"))
+        elif target is None:
+            errors.append(
+                FieldError(
+                    path,
+                    f"condition on {ref!r}, which is not a parameter of this space: add {ref} "
+                    f"to the space or remove the condition (parameters: {', '.join(space)})",
+                )
+            )
+        elif not isinstance(target, CategoricalParam):
+            errors.append(
+                FieldError(
+                    path,
+                    f"conditions can only refer to categorical parameters, and {ref} is "
+                    f"{target.type}: make {ref} categorical (choices: [...]) or drop the condition",
+                )
+            )
+        elif not allowed:
+            errors.append(FieldError(path, f"empty list: list the {ref} values that enable {name}"))
+        else:
+            for value in allowed:
+                if not any(same_value(value, choice) for choice in target.choices):
+                    errors.append(
+                        FieldError(
+                            path,
+                            f"{ref} can never be {value!r} (its choices: {target.choices}): "
+                            f"use one of its choices or add {value!r} to them",
+                        )
+                    )
+    return errors
+
+
+def _cycle_errors(space: Mapping[str, ParamSpec]) -> list[FieldError]:
+    errors: list[FieldError] = []
+    reported: set[frozenset[str]] = set()
+    for start in space:
+        cycle = _find_cycle(start, space)
+        if cycle is None or frozenset(cycle) in reported:
+            continue
+        reported.add(frozenset(cycle))
+        loop = " → ".join([*cycle, cycle[0]])
+        errors.append(
+            FieldError(
+                f"{cycle[0]}.when",
+                f"circular condition {loop}: a parameter cannot depend on itself through "
+                "others; remove one of these conditions",
+            )
+        )
+    return errors
+
+
+def _find_cycle(start: str, space: Mapping[str, ParamSpec]) -> list[str] | None:
+    path: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        if name in path:
+            return path[path.index(name) :]
+        if name not in space:
+            return None
+        path.append(name)
+        for ref in space[name].when:
+            if ref != name and (found := visit(ref)) is not None:
+                return found
+        path.pop()
+        return None
+
+    cycle = visit(start)
+    return cycle if cycle and cycle[0] == start else None
+
+
+def apply_params(job: TrainJobConfig, params: Mapping[str, Any]) -> TrainJobConfig:
+    """Build a trial's job config: ``job`` with the searched values put at their paths.
+
+    Args:
+        job: the sweep's fixed training config.
+        params: searchable name → value, as :func:`search_spaces.optuna_space.suggest_params`
+            returns them (decoded, e.g. milestones as lists).
+
+    Returns:
+        A new, fully validated :class:`TrainJobConfig`.
+
+    Raises:
+        UnknownSearchableError: a name is not searchable.
+        pydantic.ValidationError: the result is not a valid job (e.g. nesterov without
+            momentum), or a ``workload.<option>`` value is invalid for the workload.
+    """
+    result = TrainJobConfig.model_validate(job_data_with(job, params))
+    if any(get_searchable(name).path_parts[0] == "workload_options" for name in params):
+        validate_workload_options(result.workload, result.workload_options)
+    return result
+
+
+def job_data_with(job: TrainJobConfig, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``job`` as plain data with the searched values put at their paths (not validated).
+
+    Raises:
+        UnknownSearchableError: a name is not searchable.
+    """
+    data = job.model_dump()
+    for name, value in params.items():
+        parts = get_searchable(name).path_parts
+        target = data
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+    return data

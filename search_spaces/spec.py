@@ -1,0 +1,154 @@
+"""The sweep spec: one pydantic model for the CLI, the service and the sweep driver.
+
+A spec names a fixed training job, the parameters to search over, what to optimize and how to
+search. See ``docs/spec-reference.md`` for every field.
+
+Example:
+    >>> spec = SweepSpec.model_validate({
+    ...     "name": "mnist1d-lr",
+    ...     "job": {"workload": "mnist1d", "global_batch_size": 512, "epochs": 2},
+    ...     "space": {"lr": {"low": 0.01, "high": 1.0, "log": True}},
+    ... })
+    >>> spec.objective.metric, spec.search.sampler, spec.mlflow_experiment
+    ('accuracy', 'tpe', 'mnist1d-lr')
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from search_spaces.checks import lookup_workload, run_checks
+from search_spaces.errors import FieldError, SpecError
+from search_spaces.objective import Objective
+from search_spaces.presets import UnknownPresetError, load_preset, merge_preset
+from search_spaces.search import SearchConfig
+from search_spaces.space import ParamSpec, check_space
+from trainers.config import TrainJobConfig
+
+__all__ = ["SweepSpec"]
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def _optional_in_schema(*names: str) -> Callable[[dict[str, Any]], None]:
+    """Drop fields the spec fills in itself (before validation) from the schema's required."""
+
+    def fix(schema: dict[str, Any]) -> None:
+        schema["required"] = [n for n in schema.get("required", []) if n not in names]
+
+    return fix
+
+
+class SweepSpec(BaseModel):
+    """A hyperparameter sweep: a fixed job, a search space, objectives and a search setup."""
+
+    model_config = ConfigDict(
+        extra="forbid", title="SweepSpec", json_schema_extra=_optional_in_schema("objective")
+    )
+
+    version: Literal[1] = Field(1, description="schema version; stored specs keep theirs")
+    name: str = Field(..., description="slug: lowercase letters, digits, '.', '_', '-'")
+    description: str | None = None
+    preset: str | None = Field(
+        None, description="a shipped preset this spec extends; merged in and cleared on load"
+    )
+    based_on: str | None = Field(
+        None, description="set on load: the preset this spec was merged with (provenance)"
+    )
+    job: TrainJobConfig = Field(..., description="the training job every trial runs")
+    space: dict[str, ParamSpec] = Field(
+        default_factory=dict,
+        validate_default=True,  # so that a missing space gets the helpful "empty" message
+        description="searchable name → parameter spec (may come from the preset)",
+    )
+    objective: Objective = Field(..., description="default: the workload's metric and mode")
+    secondary_objectives: list[Objective] = Field(
+        default_factory=list, description="more objectives: a multi-objective sweep"
+    )
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    mlflow_experiment: str | None = Field(None, description="default: the spec name")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        if data.get("preset") is not None:
+            data = _with_preset(data)
+        if data.get("objective") is None:
+            data["objective"] = _default_objective(data.get("job"))
+        if data.get("mlflow_experiment") is None:
+            data["mlflow_experiment"] = data.get("name")
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"name {value!r} is not a slug: use lowercase letters, digits, '.', '_' and "
+                "'-', starting with a letter or digit, at most 64 characters "
+                "(e.g. resnet20-cifar10-extrap)"
+            )
+        return value
+
+    @field_validator("space")
+    @classmethod
+    def _check_space(cls, space: dict[str, ParamSpec]) -> dict[str, ParamSpec]:
+        if not space:
+            raise SpecError(
+                [
+                    FieldError(
+                        "",
+                        "the space is empty: add at least one parameter (e.g. lr: {low: 0.01, "
+                        "high: 1.0, log: true}) or extend a preset",
+                    )
+                ]
+            )
+        errors = check_space(space)
+        if errors:
+            raise SpecError(errors)
+        return space
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> SweepSpec:
+        errors = run_checks(self)
+        if errors:
+            raise SpecError(errors)
+        return self
+
+    @property
+    def objectives(self) -> list[Objective]:
+        """The objective followed by the secondary objectives."""
+        return [self.objective, *self.secondary_objectives]
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """The JSON schema of a spec (for editors and the service's OpenAPI)."""
+        return cls.model_json_schema()
+
+
+def _with_preset(data: dict[str, Any]) -> dict[str, Any]:
+    name = data["preset"]
+    try:
+        preset = load_preset(str(name))
+    except UnknownPresetError as exc:
+        raise SpecError([FieldError("preset", str(exc))]) from None
+    merged = merge_preset(preset, data)
+    merged["preset"] = None
+    merged["based_on"] = name
+    return merged
+
+
+def _default_objective(job: Any) -> dict[str, str]:
+    workload = job.get("workload") if isinstance(job, Mapping) else None
+    info = lookup_workload(workload) if isinstance(workload, str) else None
+    if info is None:
+        # The spec fails on job.workload anyway; a placeholder keeps that the only error.
+        return {"metric": "test_loss", "mode": "min"}
+    return {"metric": info.metric, "mode": info.metric_mode}

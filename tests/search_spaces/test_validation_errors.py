@@ -1,0 +1,425 @@
+"""Every way a spec can be wrong gives the right path and a message with the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from search_spaces import SpecError, load_spec, spec_errors
+from tests.search_spaces.conftest import make_spec
+
+LR = {"low": 0.01, "high": 1.0, "log": True}
+MOMENTUM = {"low": 0.5, "high": 0.99}
+GAMMA_RATIO = {"low": 0.02, "high": 0.25, "log": True}
+
+# (id, spec, expected path, a fragment of the message)
+BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
+    (
+        "low above high",
+        make_spec(space={"lr": {"low": 1.0, "high": 0.1}}),
+        "space.lr.low",
+        "make low ≤ high",
+    ),
+    (
+        "int low above high",
+        make_spec(space={"workload.hidden": {"low": 200, "high": 100}}),
+        "space.workload.hidden.low",
+        "above high",
+    ),
+    (
+        "log with low 0",
+        make_spec(space={"lr": {"low": 0.0, "high": 1.0, "log": True}}),
+        "space.lr.low",
+        "log scale needs low > 0",
+    ),
+    (
+        "log with negative low",
+        make_spec(space={"lr": {"type": "float", "low": -1, "high": 1, "log": True}}),
+        "space.lr.low",
+        "or set log: false",
+    ),
+    (
+        "log with step",
+        make_spec(space={"lr": {"low": 0.1, "high": 1.0, "log": True, "step": 0.1}}),
+        "space.lr.step",
+        "drop step or log",
+    ),
+    (
+        "step does not fit",
+        make_spec(space={"lr": {"low": 0.1, "high": 1.0, "step": 0.4}}),
+        "space.lr.high",
+        "set high to 0.9",
+    ),
+    (
+        "unknown param type",
+        make_spec(space={"lr": {"type": "double", "low": 0.1, "high": 1}}),
+        "space.lr",
+        "type float, int or categorical",
+    ),
+    (
+        "repeated choice",
+        make_spec(space={"extrapolation": ["none", "none"]}),
+        "space.extrapolation.choices",
+        "list each value once",
+    ),
+    ("empty space", make_spec(space={}), "space", "add at least one parameter"),
+    (
+        "unknown searchable name",
+        make_spec(space={"learning_rate": LR}),
+        "space.learning_rate",
+        "use one of: lr, momentum",
+    ),
+    (
+        "flag searched as float",
+        make_spec(space={"nesterov": {"low": 0.0, "high": 1.0}}),
+        "space.nesterov.type",
+        "takes categorical values",
+    ),
+    (
+        "when on an unknown parameter",
+        make_spec(
+            space={
+                "lr": LR,
+                "gamma_ratio": {**GAMMA_RATIO, "when": {"extrapolation": ["gradient"]}},
+            }
+        ),
+        "space.gamma_ratio.when.extrapolation",
+        "not a parameter of this space",
+    ),
+    (
+        "when on a value never taken",
+        make_spec(
+            space={
+                "extrapolation": ["none", "gradient"],
+                "gamma_ratio": {**GAMMA_RATIO, "when": {"extrapolation": ["past"]}},
+            }
+        ),
+        "space.gamma_ratio.when.extrapolation",
+        "can never be 'past'",
+    ),
+    (
+        "when on a numeric parameter",
+        make_spec(space={"lr": LR, "momentum": {**MOMENTUM, "when": {"lr": [0.1]}}}),
+        "space.momentum.when.lr",
+        "only refer to categorical parameters",
+    ),
+    (
+        "when on itself",
+        make_spec(
+            space={
+                "extrapolation": {"choices": ["none", "past"], "when": {"extrapolation": ["past"]}}
+            }
+        ),
+        "space.extrapolation.when.extrapolation",
+        "cannot depend on itself",
+    ),
+    (
+        "circular when",
+        make_spec(
+            space={
+                "extrapolation": {"choices": ["none", "gradient"], "when": {"noise": ["gaussian"]}},
+                "noise": {
+                    "choices": ["gaussian", "uniform"],
+                    "when": {"extrapolation": ["gradient"]},
+                },
+            }
+        ),
+        "space.extrapolation.when",
+        "circular condition extrapolation → noise → extrapolation",
+    ),
+    (
+        "never active",
+        make_spec(
+            space={
+                "extrapolation": ["none", "gradient"],
+                "noise": {"choices": ["gaussian", "uniform"], "when": {"extrapolation": ["none"]}},
+                "noise_std": {
+                    "low": 0.01,
+                    "high": 0.1,
+                    "when": {"noise": ["uniform"], "extrapolation": ["gradient"]},
+                },
+            }
+        ),
+        "space.noise_std.when",
+        "never active",
+    ),
+    (
+        "batch over workers",
+        make_spec(job__workers=3),
+        "job.global_batch_size",
+        "choose a multiple of 3",
+    ),
+    (
+        "micro batch",
+        make_spec(job__max_micro_batch=100),
+        "job.global_batch_size",
+        "not a multiple of max_micro_batch=100",
+    ),
+    (
+        "job nesterov without momentum",
+        make_spec(job__optimizer={"nesterov": True, "momentum": 0.0}),
+        "job.optimizer.nesterov",
+        "needs momentum > 0",
+    ),
+    (
+        "job sam without gamma",
+        make_spec(job__optimizer={"extrapolation": "sam"}),
+        "job.optimizer.extrapolation",
+        "needs an absolute gamma",
+    ),
+    (
+        "job gamma schedule without gamma",
+        make_spec(job__gamma_schedule={"kind": "cosine"}),
+        "job.gamma_schedule.kind",
+        "needs an absolute optimizer.gamma",
+    ),
+    ("job field type", make_spec(job__epochs=0), "job.epochs", "greater than 0"),
+    ("unknown job field", make_spec(job__epoch=3), "job.epoch", "the allowed fields are"),
+    (
+        "unknown workload",
+        make_spec(job__workload="mnist2d"),
+        "job.workload",
+        "registered workloads: lstm-ptb, mnist1d",
+    ),
+    (
+        "unknown workload option",
+        make_spec(job__workload_options={"hiden": 10}),
+        "job.workload_options.hiden",
+        "the allowed fields are: model, num_samples",
+    ),
+    (
+        "bad workload option",
+        make_spec(job__workload_options={"num_samples": 10}),
+        "job.workload_options.num_samples",
+        "greater than or equal to 1000",
+    ),
+    (
+        "unknown searched workload option",
+        make_spec(space={"workload.hiden": [10, 20]}),
+        "space.workload.hiden",
+        "use one of workload.model",
+    ),
+    (
+        "searched workload option out of range",
+        make_spec(space={"workload.hidden": {"low": 0, "high": 100}}),
+        "space.workload.hidden.low",
+        "workload.hidden=0",
+    ),
+    (
+        "cmaes with categoricals",
+        make_spec(
+            space={"lr": LR, "momentum": MOMENTUM, "extrapolation": ["none", "gradient"]},
+            search={"sampler": "cmaes"},
+        ),
+        "search.sampler",
+        "use tpe or tpe-multivariate",
+    ),
+    (
+        "cmaes with one parameter",
+        make_spec(search={"sampler": "cmaes"}),
+        "search.sampler",
+        "at least 2 numeric parameters",
+    ),
+    (
+        "grid with continuous floats",
+        make_spec(search={"sampler": "grid"}),
+        "search.sampler",
+        "add a step to each",
+    ),
+    (
+        "single-objective sampler, two objectives",
+        make_spec(
+            space={"lr": LR, "momentum": MOMENTUM},
+            search={"sampler": "cmaes"},
+            secondary_objectives=["epoch_seconds"],
+        ),
+        "search.sampler",
+        "use nsga2, tpe or random",
+    ),
+    (
+        "asha with two objectives",
+        make_spec(search={"scheduler": "asha"}, secondary_objectives=["epoch_seconds"]),
+        "search.scheduler.kind",
+        "use scheduler: fifo",
+    ),
+    (
+        "median with two objectives",
+        make_spec(search={"scheduler": "median"}, secondary_objectives=["test_loss"]),
+        "search.scheduler.kind",
+        "use scheduler: fifo",
+    ),
+    (
+        "grace period beyond the run",
+        make_spec(search={"scheduler": {"kind": "asha", "grace_period": 5}}),
+        "search.scheduler.grace_period",
+        "longer than the run",
+    ),
+    (
+        "unknown scheduler",
+        make_spec(search={"scheduler": "hyperband"}),
+        "search.scheduler",
+        "use one of 'fifo', 'asha', 'median'",
+    ),
+    (
+        "unknown sampler",
+        make_spec(search={"sampler": "cma"}),
+        "search.sampler",
+        "use one of tpe, tpe-multivariate, cmaes",
+    ),
+    (
+        "unknown sampler option",
+        make_spec(search={"sampler_options": {"n_startup": 3}}),
+        "search.sampler_options.n_startup",
+        "n_startup_trials",
+    ),
+    (
+        "option of another sampler",
+        make_spec(search={"sampler": "random", "sampler_options": {"n_startup_trials": 3}}),
+        "search.sampler_options.n_startup_trials",
+        "remove it",
+    ),
+    (
+        "zero trials",
+        make_spec(search={"num_trials": 0}),
+        "search.num_trials",
+        "greater than or equal to 1",
+    ),
+    (
+        "metric the workload does not report",
+        make_spec(objective={"metric": "bleu"}),
+        "objective.metric",
+        "use one of accuracy, test_loss",
+    ),
+    (
+        "bookkeeping metric",
+        make_spec(objective={"metric": "lr", "mode": "min"}),
+        "objective.metric",
+        "use one of accuracy",
+    ),
+    (
+        "metric without a known mode",
+        make_spec(objective={"metric": "f1"}),
+        "objective.mode",
+        "required",
+    ),
+    (
+        "bad secondary metric",
+        make_spec(secondary_objectives=["bleu"]),
+        "secondary_objectives.0.metric",
+        "does not report 'bleu'",
+    ),
+    (
+        "repeated objective",
+        make_spec(secondary_objectives=["accuracy"]),
+        "secondary_objectives.0.metric",
+        "already an objective",
+    ),
+    (
+        "sam reachable without gamma",
+        make_spec(space={"extrapolation": ["none", "sam"]}),
+        "space.extrapolation",
+        "extrapolation=sam is reachable but no absolute gamma is set for it: add a `gamma` "
+        "parameter with when: {extrapolation: [sam]} or set job.optimizer.gamma",
+    ),
+    (
+        "sam gamma conditional on the wrong variant",
+        make_spec(
+            space={
+                "extrapolation": ["gradient", "sam"],
+                "gamma": {"low": 0.01, "high": 0.5, "when": {"extrapolation": ["gradient"]}},
+            }
+        ),
+        "space.extrapolation",
+        "extrapolation=sam is reachable",
+    ),
+    (
+        "nesterov with momentum low 0",
+        make_spec(space={"nesterov": [True, False], "momentum": {"low": 0.0, "high": 0.9}}),
+        "space.momentum.low",
+        "nesterov=true is reachable with momentum=0.0",
+    ),
+    (
+        "absolute gamma schedule without gamma",
+        make_spec(space={"gamma_schedule": ["follow_lr", "cosine"]}),
+        "space.gamma_schedule",
+        "gamma_schedule=cosine is reachable but no absolute gamma",
+    ),
+    (
+        "follow_lr with an absolute gamma",
+        make_spec(
+            job__optimizer={"gamma": 0.01}, space={"gamma_schedule": ["follow_lr", "cosine"]}
+        ),
+        "space.gamma_schedule",
+        "follow_lr would ignore",
+    ),
+    (
+        "milestones out of range",
+        make_spec(space={"milestones": [[0.5, 0.75], [0.5, 1.5]]}),
+        "space.milestones",
+        "milestones=[0.5, 1.5]",
+    ),
+    (
+        "numeric high end outside the job's range",
+        make_spec(space={"decay_factor": {"low": 0.1, "high": 2.0}}),
+        "space.decay_factor.high",
+        "job.schedule.decay_factor: Input should be less than or equal to 1",
+    ),
+    ("bad slug", make_spec(name="My Sweep"), "name", "is not a slug"),
+    ("unknown version", make_spec(version=2), "version", "Input should be 1"),
+    ("unknown top-level field", make_spec(trials=3), "trials", "the allowed fields are"),
+    ("missing job", {"name": "demo", "space": {"lr": LR}}, "job", "is required"),
+    (
+        "unknown preset",
+        make_spec(preset="paper"),
+        "preset",
+        "use one of extrap-paper, noise-injection, sam, sgd-baseline",
+    ),
+    (
+        "removing what the preset lacks",
+        make_spec(preset="sam", space={"noise_std": None}),
+        "space.noise_std",
+        "the preset has no 'noise_std'",
+    ),
+    (
+        "null without a preset",
+        make_spec(space={"lr": LR, "momentum": None}),
+        "space.momentum",
+        "null only removes a parameter of the spec's preset",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "path", "fragment"),
+    [pytest.param(spec, path, fragment, id=name) for name, spec, path, fragment in BAD_SPECS],
+)
+def test_bad_spec_reports_path_and_fix(spec: dict[str, Any], path: str, fragment: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        load_spec(spec)
+
+    found = {(error.path, error.message) for error in caught.value.errors}
+    assert any(p == path and fragment in m for p, m in found), found
+
+
+def test_each_bad_spec_fails_for_one_reason() -> None:
+    counts = {name: len(spec_errors(spec)) for name, spec, _, _ in BAD_SPECS}
+
+    assert {name: n for name, n in counts.items() if n != 1} == {}
+
+
+def test_field_errors_are_reported_together() -> None:
+    spec = make_spec(name="Bad Name", job__epochs=0, space={"lr": {"low": 2.0, "high": 1.0}})
+
+    paths = {error.path for error in spec_errors(spec)}
+
+    assert paths == {"name", "job.epochs", "space.lr.low"}
+
+
+def test_many_failing_combinations_are_summarized() -> None:
+    space = {"milestones": [[0.5, 0.75], *([0.1 * i, 2.0] for i in range(1, 9))]}
+
+    errors = spec_errors(make_spec(space=space))
+
+    assert len(errors) == 6
+    assert errors[-1].message == "… and 3 more invalid combinations"
