@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._ray import RayHead, start_head
+
 REPO = Path(__file__).resolve().parents[1]
 # Generated data is cached across runs (ignored by git); CI's clean clone builds it once.
 TEST_DATA_DIR = REPO / ".cache" / "test-data"
@@ -25,11 +27,22 @@ def test_data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_session() -> Iterator[None]:
-    """One local Ray (2 CPUs) shared by every test that needs Ray; started on first use."""
+def ray_head() -> Iterator[RayHead]:
+    """One private Ray head (2 CPUs) for the whole session, started on first use."""
+    head = start_head()
+    try:
+        yield head
+    finally:
+        head.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_session(ray_head: RayHead) -> Iterator[RayHead]:
+    """This process connected to the session's Ray head (``RAY_ADDRESS`` points at it)."""
     import ray
 
+    os.environ["RAY_ADDRESS"] = ray_head.gcs_address
     if not ray.is_initialized():
-        ray.init(num_cpus=2, resources={"train_driver": 1}, log_to_driver=False)
-    yield
+        ray.init(address=ray_head.gcs_address, log_to_driver=False)
+    yield ray_head
     ray.shutdown()

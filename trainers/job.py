@@ -74,6 +74,7 @@ def build_trainer(
     callbacks: Sequence[Any] = (),
     max_failures: int = 0,
     keep_checkpoints: int | None = 2,
+    checkpoint_score: tuple[str, str] | None = None,
     resume_from_checkpoint: ray.train.Checkpoint | None = None,
     extra_loop_config: dict[str, Any] | None = None,
 ) -> TorchTrainer:
@@ -85,7 +86,9 @@ def build_trainer(
             cluster).
         callbacks: Ray Train ``UserCallback``s (e.g. Tune's report callback in a trial).
         max_failures: worker-group restarts from the latest checkpoint after a crash.
-        keep_checkpoints: checkpoints kept (the latest ones); None keeps all.
+        keep_checkpoints: checkpoints kept; None keeps all. Ray Train always keeps the latest
+            as well, so with ``checkpoint_score`` this keeps the last and the best.
+        checkpoint_score: ``(metric, "max" | "min")`` ranking checkpoints for retention.
         resume_from_checkpoint: start from this checkpoint instead of from scratch.
         extra_loop_config: extra keys for :func:`trainers.loop.train_fn_per_worker`.
     """
@@ -102,7 +105,11 @@ def build_trainer(
             name=name,
             storage_path=storage_path,
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=keep_checkpoints),
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=keep_checkpoints,
+                checkpoint_score_attribute=checkpoint_score[0] if checkpoint_score else None,
+                checkpoint_score_order=checkpoint_score[1] if checkpoint_score else "max",  # type: ignore[arg-type]
+            ),
             callbacks=list(callbacks),
         ),
         resume_from_checkpoint=resume_from_checkpoint,

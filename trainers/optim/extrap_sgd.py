@@ -242,8 +242,11 @@ class ExtrapSGD(Optimizer):
             return None
         grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
         device = grads[0].device
-        norms = [torch.linalg.vector_norm(gr.detach(), 2).to(device, torch.float64) for gr in grads]
-        total: Tensor = torch.linalg.vector_norm(torch.stack(norms), 2)
+        norms = []
+        for idx in _group_by_device_and_dtype(grads):  # one batched norm per device and dtype
+            per_tensor = torch._foreach_norm([grads[i].detach() for i in idx], 2)
+            norms.append(torch.stack(per_tensor).to(device, torch.float64))
+        total: Tensor = torch.linalg.vector_norm(torch.cat(norms), 2)
         return total
 
     def _extrapolate_group(self, group: dict[str, Any], sam_norm: Tensor | None) -> None:
@@ -495,10 +498,14 @@ def _single_tensor_extrapolate(
     *,
     scale: float | Tensor,
 ) -> None:
+    scales: dict[tuple[torch.device, torch.dtype], Tensor] = {}
     for i, param in enumerate(params):
         if directions is not None:
             if isinstance(scale, Tensor):
-                param.add_(directions[i] * scale.to(param.device, param.dtype))
+                key = (param.device, param.dtype)
+                if key not in scales:  # convert the scale once per device and dtype
+                    scales[key] = scale.to(param.device, param.dtype)
+                param.addcmul_(directions[i], scales[key])
             else:
                 param.add_(directions[i], alpha=scale)
         if noises is not None:
@@ -516,13 +523,15 @@ def _multi_tensor_extrapolate(
         group_params = [params[i] for i in idx]
         if directions is not None:
             group_dirs = [directions[i] for i in idx]
-            if isinstance(scale, Tensor):
+            if isinstance(scale, Tensor) and group_params[0].device.type != "cpu":
+                # keep the scale on the device: no host sync (costs one temporary per tensor)
                 scaled = torch._foreach_mul(
                     group_dirs, scale.to(group_params[0].device, group_params[0].dtype)
                 )
                 torch._foreach_add_(group_params, scaled)
-            else:
-                torch._foreach_add_(group_params, group_dirs, alpha=scale)
+            else:  # a plain number: reading a CPU scalar costs nothing
+                alpha = float(scale) if isinstance(scale, Tensor) else scale
+                torch._foreach_add_(group_params, group_dirs, alpha=alpha)
         if noises is not None:
             torch._foreach_add_(group_params, [noises[i] for i in idx])
 
