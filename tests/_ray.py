@@ -8,6 +8,7 @@ Stopped by killing exactly the processes of its temp dir, never other Rays on th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,10 +32,8 @@ class RayHead:
         for signum in (signal.SIGTERM, signal.SIGKILL):
             pids = _pids_with(marker)
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signum)
-                except ProcessLookupError:
-                    pass
             deadline = time.time() + 10
             while pids and time.time() < deadline:
                 pids = _pids_with(marker)
