@@ -86,7 +86,6 @@ class _SweepState:
     trials: dict[str, TrialRecord] = field(default_factory=dict)
     started: dict[str, float] = field(default_factory=dict)
     failed: int = 0
-    offset: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -363,10 +362,10 @@ def _segments(sweep_root: str) -> list[tuple[int, str]]:
         if not Tuner.can_restore(path):
             return found
         found.append((offset, path))
-        offset = _segment_end(path, offset)
+        offset = _segment_end(offset, path)
 
 
-def _segment_end(path: str, offset: int) -> int:
+def _segment_end(offset: int, path: str) -> int:
     marker = Path(path) / "extrap-segment.txt"
     if marker.is_file():
         return offset + int(marker.read_text().strip())
@@ -375,17 +374,16 @@ def _segment_end(path: str, offset: int) -> int:
 
 def _run_segment(
     spec: SweepSpec,
-    *,
     sweep_id: str,
     sweep_root: str,
+    *,
     offset: int,
     num_trials: int,
-    previous: str | None,
-    restore: bool,
+    path: str,
+    previous: str | None = None,
 ) -> Any:
-    from ray import tune
-
-    path = f"{sweep_root}/{SEGMENT_PREFIX}{offset:04d}"
+    """Run one Tune experiment of the sweep; ``num_trials=0`` restores an existing one."""
+    restore = num_trials == 0
     context = _TrialContext(
         job=spec.job,
         space_names=tuple(spec.space),
@@ -500,42 +498,25 @@ def run_sweep(
     reason: str | None = None
     try:
         segments = _segments(sweep_root) if resume else []
-        for offset, _ in segments:
-            state.offset = offset
+        for offset, path in segments:  # finished segments return at once
+            _run_segment(spec, sweep_id, sweep_root, offset=offset, num_trials=0, path=path)
+        planned = _segment_end(*segments[-1]) if segments else 0
+        # The total is the spec's num_trials (the service raises it on resume with
+        # add_trials), or what ran plus add_trials: a relaunched driver adds nothing twice.
+        target = max(spec.search.num_trials, planned + add_trials)
+        if target > planned:
+            previous = segments[-1][1] if segments else None
+            path = f"{sweep_root}/{SEGMENT_PREFIX}{planned:04d}"
             _run_segment(
                 spec,
-                sweep_id=sweep_id,
-                sweep_root=sweep_root,
-                offset=offset,
-                num_trials=0,
-                previous=None,
-                restore=True,
+                sweep_id,
+                sweep_root,
+                offset=planned,
+                num_trials=target - planned,
+                path=path,
+                previous=previous,
             )
-        if not segments:
-            state.offset = 0
-            _run_segment(
-                spec,
-                sweep_id=sweep_id,
-                sweep_root=sweep_root,
-                offset=0,
-                num_trials=spec.search.num_trials,
-                previous=None,
-                restore=False,
-            )
-            segments = [(0, f"{sweep_root}/{SEGMENT_PREFIX}0000")]
-        if add_trials > 0:
-            offset = _segment_end(segments[-1][1], segments[-1][0])
-            state.offset = offset
-            _run_segment(
-                spec,
-                sweep_id=sweep_id,
-                sweep_root=sweep_root,
-                offset=offset,
-                num_trials=add_trials,
-                previous=segments[-1][1],
-                restore=False,
-            )
-            segments.append((offset, f"{sweep_root}/{SEGMENT_PREFIX}{offset:04d}"))
+            segments.append((planned, path))
         if state.failed >= spec.search.max_failed_trials:
             reason = (
                 f"stopped: {state.failed} trials failed (search.max_failed_trials="
