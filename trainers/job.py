@@ -108,7 +108,7 @@ def build_trainer(
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=keep_checkpoints,
                 checkpoint_score_attribute=checkpoint_score[0] if checkpoint_score else None,
-                checkpoint_score_order=checkpoint_score[1] if checkpoint_score else "max",  # type: ignore[arg-type]
+                checkpoint_score_order=checkpoint_score[1] if checkpoint_score else "max",
             ),
             callbacks=list(callbacks),
         ),

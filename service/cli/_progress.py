@@ -130,8 +130,8 @@ class SweepProgress:
         counts = "  ".join(f"{k}: {v}" for k, v in self.counts.items())
         best = "best: -"
         if self.best is not None:
-            value, number, params = self.best
-            shown = " ".join(f"{k}={_fmt(v)}" for k, v in sorted(params.items()))
+            value, number, best_params = self.best
+            shown = " ".join(f"{k}={_fmt(v)}" for k, v in sorted(best_params.items()))
             best = f"best {self.objective} ({self.mode}): {value:.4g}  trial {number:03d}  {shown}"
         return Group(self._progress, f"{counts}", best, table)
 

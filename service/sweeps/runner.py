@@ -144,7 +144,7 @@ def _trial_fn(config: dict[str, Any], context: _TrialContext) -> None:
 
     from trainers.job import build_trainer
 
-    class _Report(TuneReportCallback):  # type: ignore[misc]
+    class _Report(TuneReportCallback):
         """Forwards rank 0's metrics to Tune; a diverged epoch carries the worst objective."""
 
         def after_report(
@@ -160,7 +160,7 @@ def _trial_fn(config: dict[str, Any], context: _TrialContext) -> None:
         job,
         name=ray.tune.get_context().get_trial_id(),
         storage_path=context.train_storage,
-        callbacks=[_Report()],
+        callbacks=[_Report()],  # type: ignore[no-untyped-call]
         max_failures=context.max_retries,
         keep_checkpoints=context.keep_checkpoints,
         checkpoint_score=(context.objective, context.mode),
@@ -300,7 +300,7 @@ def _scheduler(spec: SweepSpec) -> Any:
 
     config = spec.search.scheduler
     builders = {
-        "fifo": lambda: FIFOScheduler(),
+        "fifo": lambda: FIFOScheduler(),  # type: ignore[no-untyped-call]
         "asha": lambda: ASHAScheduler(
             time_attr="epoch",
             metric=spec.objective.metric,
@@ -317,7 +317,7 @@ def _scheduler(spec: SweepSpec) -> Any:
             min_samples_required=config.min_samples_required,  # type: ignore[union-attr]
         ),
     }
-    return builders[config.kind]()
+    return builders[config.kind]()  # type: ignore[no-untyped-call]
 
 
 class _DefineByRun:
@@ -355,7 +355,7 @@ def _segments(sweep_root: str) -> list[tuple[int, str]]:
     """Existing segments, by first trial offset."""
     from ray.tune import Tuner
 
-    found = []
+    found: list[tuple[int, str]] = []
     offset = 0
     while True:
         path = f"{sweep_root}/{SEGMENT_PREFIX}{offset:04d}"
@@ -475,7 +475,7 @@ def run_sweep(
     import ray
 
     ensure_ray(spec.search.max_concurrent_trials)
-    errors = placement_errors(spec.job, ray.cluster_resources())
+    errors = placement_errors(spec.job, ray.cluster_resources())  # type: ignore[no-untyped-call]
     if errors:
         raise SweepRejected("; ".join(errors))
     sink = events or ListSink()

@@ -288,7 +288,7 @@ class SweepTracker:
         completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if len(completed) >= 2 and len(study.directions) == 1:
             try:
-                importances = optuna.importance.get_param_importances(study)
+                importances: dict[str, Any] = dict(optuna.importance.get_param_importances(study))
             except (RuntimeError, ValueError) as error:  # e.g. a single distinct value
                 importances = {"error": str(error)}
             self.client.log_text(
@@ -304,7 +304,7 @@ class SweepTracker:
             self.client.log_figure(run_id, axes.figure, "optimization_history.png")
             import matplotlib.pyplot as plt
 
-            plt.close(axes.figure)
+            plt.close("all")
 
 
 def _number_of(run_name: str) -> int:

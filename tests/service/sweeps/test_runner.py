@@ -191,3 +191,47 @@ def test_resume_after_killing_the_driver_does_not_rerun_finished_trials(
     assert len(outcome.trials) == 3  # the earlier ones are counted, none added twice
     numbers = sorted(t.number for t in outcome.trials.values())
     assert numbers == [1, 2, 3]
+
+
+def test_failed_trials_stop_the_sweep_with_a_clear_reason(
+    ray_session: Any, test_data_dir: Path, tmp_path: Path
+) -> None:
+    data = tiny_spec(test_data_dir, num_trials=3, max_failed_trials=1, max_retries=0)
+    data["job"].update(  # CIFAR files that are not there: every trial fails to load its data
+        workload="resnet20-cifar10", workload_options={}, data_dir=str(tmp_path / "no-data")
+    )
+    sink = ListSink()
+    outcome = run_sweep(
+        load_spec(data),
+        sweep_id="failing",
+        storage_path=str(tmp_path / "runs"),
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        events=sink,
+    )
+    assert outcome.state == "failed"
+    assert outcome.reason is not None and "max_failed_trials=1" in outcome.reason
+    failed = sink.of_type("trial_finished")
+    assert failed and all(e["status"] == "failed" for e in failed)
+    assert "cifar-10-batches-py" in failed[0]["error"]  # the traceback's last lines say why
+    assert len(sink.of_type("trial_started")) < 3  # stopped before the budget was spent
+
+
+def test_a_diverged_trial_is_reported_and_not_retried(
+    ray_session: Any, test_data_dir: Path, tmp_path: Path
+) -> None:
+    data = tiny_spec(test_data_dir, num_trials=1, sampler="random", scheduler="fifo")
+    data["space"] = {"lr": {"type": "categorical", "choices": [1.0e6]}}
+    data["job"]["optimizer"] = {"lr": 0.1, "momentum": 0.9, "extrapolation": "none"}
+    sink = ListSink()
+    outcome = run_sweep(
+        load_spec(data),
+        sweep_id="diverging",
+        storage_path=str(tmp_path / "runs"),
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        events=sink,
+    )
+    [finished] = sink.of_type("trial_finished")
+    assert finished["status"] == "diverged"
+    assert len(sink.of_type("trial_started")) == 1  # no retry
+    assert "accuracy" not in finished["metrics"]  # the Optuna penalty is not shown to people
+    assert outcome.state == "failed" and "no trial finished" in (outcome.reason or "")
