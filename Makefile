@@ -10,7 +10,7 @@ export RAY_TRAIN_HEALTH_CHECK_INTERVAL_S ?= 0.5
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install test test-fast lint typecheck demo bench postgres clean
+.PHONY: install test test-fast lint typecheck demo bench postgres chromium clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -35,7 +35,13 @@ postgres:
 		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n1) main start; \
 	fi
 
-test: $(STAMP) postgres lint
+# Headless Chromium and its driver for the browser tests (Debian packages; needs root).
+chromium:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	fi
+
+test: $(STAMP) postgres chromium lint
 	$(VENV)/bin/pytest
 
 test-fast: $(STAMP)

@@ -56,6 +56,9 @@ class TrialRecord:
     params: dict[str, Any]
     status: str = "running"
     last: dict[str, float] = field(default_factory=dict)
+    # Finished before a restart, though Tune's last experiment checkpoint missed it: Tune
+    # relaunches it, Train resumes from its final checkpoint and trains nothing; no new events.
+    replayed: bool = False
     epochs: int = 0
     error: str | None = None
 
@@ -196,6 +199,9 @@ class _SweepCallback(tune.Callback):
         params = {k: v for k, v in trial.config.items() if k in names}
         with state.lock:
             record = state.trials.get(trial.trial_id)
+            if record is not None and record.status != "running":
+                record.replayed = True
+                return
             if record is None:
                 number = state.tracker.known_trial_number(trial.trial_id)
                 if number is None:  # a new trial: the next number
@@ -220,7 +226,7 @@ class _SweepCallback(tune.Callback):
     ) -> None:
         state = self._state()
         record = state.trials.get(trial.trial_id)
-        if record is None or "epoch" not in result:
+        if record is None or record.replayed or "epoch" not in result:
             return
         metrics = epoch_metrics(result, state.objective)
         if result.get("status") == "diverged":
@@ -238,7 +244,7 @@ class _SweepCallback(tune.Callback):
     def _finish(self, trial: Any, status: str, error: str | None) -> None:
         state = self._state()
         record = state.trials.get(trial.trial_id)
-        if record is None:
+        if record is None or record.replayed:
             return
         record.status, record.error = status, error
         state.tracker.finish_trial(trial.trial_id, status)
@@ -270,6 +276,9 @@ class _SweepCallback(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         state = self._state()
+        known = state.trials.get(trial.trial_id)
+        if known is not None and known.replayed:
+            return
         with state.lock:
             state.failed += 1
         self._finish(trial, "failed", _error_text(trial))
@@ -475,6 +484,9 @@ def run_sweep(
     import ray
 
     ensure_ray(spec.search.max_concurrent_trials)
+    # Tune saves its experiment state at most every 10 s by default; a driver killed in that
+    # window would relaunch trials that had finished. Small sweeps afford a tighter period.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     errors = placement_errors(spec.job, ray.cluster_resources())  # type: ignore[no-untyped-call]
     if errors:
         raise SweepRejected("; ".join(errors))
