@@ -48,8 +48,7 @@ test-fast: $(STAMP)
 	$(VENV)/bin/pytest -m "not slow and not browser"
 
 demo: $(STAMP)
-	@echo "make demo: not yet -- the service and the CLI that drive the demo are still being built."
-	@echo "Meanwhile: 'make test' runs the optimizer and training tests."
+	bash examples/demo.sh
 
 bench: $(STAMP)
 	$(PY) benchmarks/optimizer_step.py

@@ -13,7 +13,9 @@ launch: it stops pushing and exits.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import math
 import os
 import queue
 import sys
@@ -89,7 +91,11 @@ class HttpEventSink:
         delay = 0.5
         while not self.replaced.is_set():
             try:
-                response = self.client.post(self.path, json={"events": batch})
+                response = self.client.post(
+                    self.path,
+                    content=json.dumps({"events": _finite(batch)}),
+                    headers={"Content-Type": "application/json"},
+                )
             except httpx.HTTPError as error:
                 log.warning("service unreachable (%s); retrying in %.1fs", error, delay)
             else:
@@ -111,6 +117,17 @@ class HttpEventSink:
         self._stop.set()
         self._thread.join(timeout=timeout_s)
         return not self._thread.is_alive() and self._queue.empty()
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: such floats (a diverged loss) travel as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _fetch_instructions(client: httpx.Client, sweep_id: str, patience_s: float) -> dict[str, Any]:

@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests._ray import RayHead, start_head
+if TYPE_CHECKING:
+    from service.dispatch import LocalRayHead
+
 
 REPO = Path(__file__).resolve().parents[1]
 # Generated data is cached across runs (ignored by git); CI's clean clone builds it once.
 TEST_DATA_DIR = REPO / ".cache" / "test-data"
 
-# Ray reads these when it starts: fast report polling, no token auth or usage stats locally.
+# Ray reads these when it is imported or started: fast report polling, no usage stats, and
+# token auth with the session head's token (Ray fixes the auth mode at import, and test modules
+# import Ray at collection time, before the head exists: so the token's path is fixed now).
+RAY_HOME = Path(tempfile.mkdtemp(prefix="extrap-test-ray-"))
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ["RAY_AUTH_TOKEN_PATH"] = str(RAY_HOME / "ray-auth-token")
+os.environ.pop("RAY_AUTH_TOKEN", None)
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
@@ -78,7 +87,7 @@ class FinishedSweep:
 
 @pytest.fixture(scope="session")
 def finished_sweep(
-    ray_session: RayHead, test_data_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    ray_session: Any, test_data_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> FinishedSweep:
     from search_spaces import load_spec
     from service.sweeps.events import ListSink
@@ -105,22 +114,35 @@ def test_data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def session_ray_head() -> Iterator[RayHead]:
-    """One private Ray head (2 CPUs) for the whole session, started on first use."""
-    head = start_head()
+def ray_head() -> Iterator[LocalRayHead]:
+    """The one Ray head of the whole session (2 CPUs, 2 train_driver slots, token auth).
+
+    It is the service's own embedded head (``LocalRayHead``): free ports, a private temp dir,
+    ``RAY_ADDRESS`` in its environment, stopped without touching other Rays on the machine.
+    Its home is fixed at import time (``RAY_HOME``) so that the token path is known before
+    anything imports Ray.
+    """
+    from service.dispatch import LocalRayHead
+
+    head = LocalRayHead(RAY_HOME, num_cpus=2, train_driver_slots=2)
+    head.start()
     try:
         yield head
     finally:
         head.stop()
+        shutil.rmtree(head.temp_dir, ignore_errors=True)  # Ray's session logs
+        shutil.rmtree(RAY_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def ray_session(session_ray_head: RayHead) -> Iterator[RayHead]:
-    """This process connected to the session's Ray head (``RAY_ADDRESS`` points at it)."""
+def ray_session(ray_head: LocalRayHead) -> Iterator[LocalRayHead]:
+    """This process (and the subprocesses it starts) connected to the session's head."""
     import ray
 
-    os.environ["RAY_ADDRESS"] = session_ray_head.gcs_address
+    info = ray_head.info
+    assert info is not None
+    os.environ["RAY_ADDRESS"] = info.gcs_address
     if not ray.is_initialized():
-        ray.init(address=session_ray_head.gcs_address, log_to_driver=False)
-    yield session_ray_head
+        ray.init(address=info.gcs_address, log_to_driver=False)
+    yield ray_head
     ray.shutdown()

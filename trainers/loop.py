@@ -231,6 +231,12 @@ def run_worker(
         autocast_dtype=autocast,
     )
 
+    if checkpoint_dir is not None and start_epoch >= job.epochs and history:
+        # Restarted after its last epoch (e.g. its sweep driver died before recording the end):
+        # say the final figures again instead of ending silently; nothing is trained.
+        report(EpochReport(dict(history[-1]), None))
+        return history
+
     for epoch in range(start_epoch, job.epochs):
         train_sampler.set_epoch(epoch)
         if fresh_sampler is not None:

@@ -91,3 +91,16 @@ def test_batch_larger_than_the_data_is_a_clear_error(test_data_dir: Path, tmp_pa
     job = _job(test_data_dir, global_batch_size=4000)
     with pytest.raises(ValueError, match="global_batch_size=4000 is larger than the training set"):
         _run(job, _Keeper(tmp_path))
+
+
+def test_resuming_a_finished_run_reports_its_final_figures_again(
+    test_data_dir: Path, tmp_path: Path
+) -> None:
+    job = _job(test_data_dir, epochs=1)
+    first = _Keeper(tmp_path / "first")
+    _run(job, first)
+    again = _Keeper(tmp_path / "again")
+    history = _run(job, again, checkpoint=tmp_path / "first" / "epoch-1")
+    assert [m["epoch"] for m in again.metrics] == [1]  # reported, not trained again
+    assert again.metrics[0]["accuracy"] == first.metrics[0]["accuracy"]
+    assert len(history) == 1

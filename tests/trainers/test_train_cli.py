@@ -20,7 +20,7 @@ def test_example_job_file_is_a_valid_job() -> None:
     from trainers.config import TrainJobConfig
 
     job = TrainJobConfig.model_validate(
-        yaml.safe_load((REPO / "examples/mnist1d-job.yaml").read_text())
+        yaml.safe_load((REPO / "examples/jobs/mnist1d.yaml").read_text())
     )
     assert job.workers == 2 and job.per_worker_batch_size == 256
 
@@ -36,7 +36,7 @@ def test_an_invalid_job_file_names_the_field(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_train_prints_every_epoch(ray_session: Any, test_data_dir: Path, tmp_path: Path) -> None:
-    job = yaml.safe_load((REPO / "examples/mnist1d-job.yaml").read_text())
+    job = yaml.safe_load((REPO / "examples/jobs/mnist1d.yaml").read_text())
     job.update(
         workload_options={"num_samples": 2000, "hidden": 32},
         global_batch_size=200,

@@ -1,0 +1,128 @@
+"""``extrap admin``: manage API tokens directly in the database (no running service needed).
+
+Mount on the root app with ``app.add_typer(admin.app, name="admin")``.
+
+Example:
+    $ extrap admin create-token --user alice
+    $ extrap admin create-token --user ops --admin --json
+    $ extrap admin revoke-token 7
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from service.db import Database
+
+__all__ = ["app"]
+
+app = typer.Typer(name="admin", help="Manage users and API tokens (works on the database).")
+
+
+def _database() -> Database:
+    # Imported here so that `extrap --help` stays instant.
+    from service.core.config import Settings
+    from service.db import Database
+    from service.migrations import upgrade
+
+    settings = Settings()  # fresh: the environment may differ from the cached settings
+    settings.home.mkdir(parents=True, exist_ok=True)
+    database = Database(settings.resolved_database_url)
+    upgrade(database)
+    return database
+
+
+def _exit_with_error(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+@app.command("create-token")
+def create_token(
+    user: Annotated[str, typer.Option("--user", help="the user the token authenticates as")],
+    admin: Annotated[bool, typer.Option("--admin", help="make the user an admin")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Create a token (and the user if new); the token is printed once, only its hash is kept."""
+    from service.auth import create_token as create
+
+    if not user.strip() or len(user) > 64:
+        _exit_with_error("--user must be 1 to 64 characters")
+    database = _database()
+    try:
+        with database.write() as session:
+            issued = create(session, user_name=user.strip(), admin=admin)
+    finally:
+        database.dispose()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "token": issued.token,
+                    "token_id": issued.token_id,
+                    "user": issued.user,
+                    "admin": issued.is_admin,
+                }
+            )
+        )
+    else:
+        role = "admin" if issued.is_admin else "user"
+        typer.echo(f"token {issued.token_id} for {role} {issued.user} (shown once):")
+        typer.echo(issued.token)
+
+
+@app.command("revoke-token")
+def revoke_token(
+    token_or_id: Annotated[str, typer.Argument(help="the token itself, or its numeric id")],
+) -> None:
+    """Revoke a token: requests with it get 401 from then on."""
+    from service.auth import revoke_token as revoke
+
+    database = _database()
+    try:
+        with database.write() as session:
+            row = revoke(session, token_or_id=token_or_id.strip())
+            token_id = row.id if row is not None else None
+    finally:
+        database.dispose()
+    if token_id is None:
+        _exit_with_error("no such token")
+    typer.echo(f"revoked token {token_id}")
+
+
+@app.command("list-tokens")
+def list_tokens(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """List tokens (id, user, prefix, created, revoked); secrets are never shown."""
+    from sqlalchemy import select
+
+    from service.models import ApiToken
+
+    database = _database()
+    try:
+        with database.read() as session:
+            rows = [
+                {
+                    "id": token.id,
+                    "user": token.user.name,
+                    "admin": token.user.is_admin,
+                    "prefix": token.prefix,
+                    "created_at": token.created_at.isoformat(),
+                    "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None,
+                }
+                for token in session.execute(select(ApiToken).order_by(ApiToken.id)).scalars()
+            ]
+    finally:
+        database.dispose()
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for row in rows:
+        state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
+        role = "admin" if row["admin"] else "user"
+        typer.echo(f"{row['id']:>4}  {row['user']:<20} {role:<5} {row['prefix']}…  {state}")
