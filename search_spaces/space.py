@@ -51,6 +51,7 @@ __all__ = [
     "condition_holds",
     "dependency_order",
     "job_data_with",
+    "nest_dotted",
     "same_value",
 ]
 
@@ -371,6 +372,23 @@ def apply_params(job: TrainJobConfig, params: Mapping[str, Any]) -> TrainJobConf
     if any(get_searchable(name).path_parts[0] == "workload_options" for name in params):
         validate_workload_options(result.workload, result.workload_options)
     return result
+
+
+def nest_dotted(dotted: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"optimizer.lr": 0.1}`` -> ``{"optimizer": {"lr": 0.1}}`` (a spec's ``job:`` block).
+
+    Example:
+        >>> nest_dotted({"optimizer.lr": 0.1, "epochs": 3})
+        {'optimizer': {'lr': 0.1}, 'epochs': 3}
+    """
+    tree: dict[str, Any] = {}
+    for path, value in dotted.items():
+        node = tree
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
 
 
 def job_data_with(job: TrainJobConfig, params: Mapping[str, Any]) -> dict[str, Any]:

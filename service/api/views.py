@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from search_spaces import get_searchable
+from search_spaces.space import nest_dotted
 from service.core.config import Settings
 from service.models import Sweep, Trial
 from service.schemas import BestPublic, BestSoFar, ObjectivePublic, SweepPublic
@@ -104,17 +105,6 @@ def best_public(sweep: Sweep, trial: Trial | None) -> BestPublic | None:
     )
 
 
-def _nest(dotted: Mapping[str, Any]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for path, value in dotted.items():
-        node = tree
-        *parents, leaf = path.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return tree
-
-
 def best_yaml(best: BestPublic, sweep_name: str) -> str:
     """A spec fragment: the best params applied as a ``job:`` override block."""
     header = (
@@ -122,5 +112,5 @@ def best_yaml(best: BestPublic, sweep_name: str) -> str:
         f"{best.objective.metric}={best.value} ({best.objective.mode})\n"
         "# paste over your spec's job: block, or merge into it\n"
     )
-    body = yaml.safe_dump({"job": _nest(best.job_overrides)}, sort_keys=True)
+    body = yaml.safe_dump({"job": nest_dotted(best.job_overrides)}, sort_keys=True)
     return header + body

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from search_spaces import SweepSpec
+from search_spaces.space import nest_dotted
 from trainers.config import TrainJobConfig
 
 __all__ = ["SweepTracker", "flatten", "trial_run_name"]
@@ -268,7 +269,9 @@ class SweepTracker:
         """Final tags and artifacts on the parent run; ``study`` is the Optuna study if any."""
         run_id = self.parent_run_id
         if best is not None:
-            fragment = {"job": _nested(best["job_overrides"])} if best.get("job_overrides") else {}
+            fragment = (
+                {"job": nest_dotted(best["job_overrides"])} if best.get("job_overrides") else {}
+            )
             document = {
                 "trial_id": best["trial_id"],
                 "value": best["value"],
@@ -319,15 +322,3 @@ def _parse(text: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-
-
-def _nested(dotted: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"optimizer.lr": 0.1}`` -> ``{"optimizer": {"lr": 0.1}}``."""
-    out: dict[str, Any] = {}
-    for key, value in dotted.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
