@@ -50,8 +50,11 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	bash examples/demo.sh
 
+# Figures as JSON, ratios against a baseline measured in the same run; never a pass/fail.
 bench: $(STAMP)
 	$(PY) benchmarks/optimizer_step.py
+	$(PY) benchmarks/ddp_communication.py
+	$(PY) benchmarks/api_latency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
