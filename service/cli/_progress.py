@@ -86,6 +86,8 @@ class SweepProgress:
         if self._live is not None:
             self._live.update(self._render())
             self._live.__exit__(kind, error, traceback)
+            if not self.console.is_terminal:
+                self.console.line()  # Live leaves its last frame unterminated off a terminal
 
     @property
     def finished(self) -> int:

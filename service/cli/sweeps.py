@@ -292,8 +292,6 @@ def _watch(client: ExtrapClient, sweep_id: str) -> int:
                     progress.on_event(converted)
     except KeyboardInterrupt:
         interrupted = True
-    if not console.is_terminal:
-        console.line()  # rich's Live leaves its last frame unterminated off a terminal
     if interrupted:
         console.print(
             f"stopped watching; sweep {sweep_id} keeps running on the service "
