@@ -55,13 +55,11 @@ class HttpEventSink:
         self.replaced = threading.Event()
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
         self._stop = threading.Event()
-        self._idle = threading.Event()
         self._thread = threading.Thread(target=self._run, name="event-push", daemon=True)
         self._thread.start()
 
     def emit(self, event: dict[str, Any]) -> None:
         if not self.replaced.is_set():
-            self._idle.clear()
             self._queue.put(event)
 
     def _run(self) -> None:
@@ -71,9 +69,7 @@ class HttpEventSink:
                 first = self._queue.get(timeout=0.5)
             except queue.Empty:
                 if self._stop.is_set():
-                    self._idle.set()
                     return
-                self._idle.set()
                 if time.monotonic() - last_sent >= self.heartbeat_interval_s:
                     first = make_event("heartbeat")
                 else:
