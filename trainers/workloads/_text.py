@@ -1,12 +1,18 @@
-"""Plain-text helpers shared by the language workloads: reading lines and vocabularies."""
+"""Helpers shared by the language workloads: reading lines, vocabularies, perplexity."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["Vocabulary", "read_lines"]
+__all__ = ["Vocabulary", "perplexity", "read_lines"]
+
+
+def perplexity(mean_token_loss: float) -> float:
+    """``exp(mean_token_loss)``, ``inf`` where that overflows (a diverged model)."""
+    return math.exp(mean_token_loss) if mean_token_loss < 700 else math.inf
 
 
 def read_lines(path: Path) -> list[str]:

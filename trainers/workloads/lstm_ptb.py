@@ -27,7 +27,7 @@ from torch.utils.data import Dataset, TensorDataset
 from trainers.workloads._base import Batch, Workload, iterate_batches, to_device, unwrap_model
 from trainers.workloads._options import LSTMPTBOptions
 from trainers.workloads._registry import BUILTIN_WORKLOADS
-from trainers.workloads._text import Vocabulary, read_lines
+from trainers.workloads._text import Vocabulary, perplexity, read_lines
 
 __all__ = [
     "IGNORE_INDEX",
@@ -56,11 +56,6 @@ def chunk_token_stream(stream: Tensor, length: int, pad_index: int) -> TensorDat
     inputs[: len(stream)] = stream
     targets[: len(stream)] = stream
     return TensorDataset(inputs[:-1].view(num_chunks, length), targets[1:].view(num_chunks, length))
-
-
-def perplexity(mean_token_loss: float) -> float:
-    """``exp(mean_token_loss)``, ``inf`` where that overflows (a diverged model)."""
-    return math.exp(mean_token_loss) if mean_token_loss < 700 else math.inf
 
 
 class LSTMLanguageModel(nn.Module):

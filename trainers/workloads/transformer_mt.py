@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from trainers.workloads._base import Batch, Workload, iterate_batches, to_device, unwrap_model
 from trainers.workloads._options import TransformerMTOptions
 from trainers.workloads._registry import BUILTIN_WORKLOADS
-from trainers.workloads._text import Vocabulary, read_lines
+from trainers.workloads._text import Vocabulary, perplexity, read_lines
 
 __all__ = [
     "TransformerMTWorkload",
@@ -353,5 +353,8 @@ class TransformerMTWorkload(Workload[TransformerMTOptions]):
         references = getattr(dataset, "references", None) or decoded_references
         bleu = sacrebleu.corpus_bleu(hypotheses, [list(references)], lowercase=True)
         test_loss = total_loss.item() / tokens
-        perplexity = math.exp(test_loss) if test_loss < 700 else math.inf
-        return {"test_loss": test_loss, "perplexity": perplexity, "bleu": float(bleu.score)}
+        return {
+            "test_loss": test_loss,
+            "perplexity": perplexity(test_loss),
+            "bleu": float(bleu.score),
+        }
