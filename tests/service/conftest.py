@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 import uuid
@@ -31,18 +30,13 @@ from service.core.config import Settings
 from service.dispatch import LocalRayHead, RayJobDispatcher
 from service.states import SweepState
 from tests.service.fakes import FakeDispatcher
+from trainers.ddp_probe import free_port
 
 POSTGRES_DSN = os.environ.get(
     "EXTRAP_TEST_POSTGRES_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=test"
 )
 ADMIN_TOKEN = "ext_test-admin-token-0123456789abcdef0123456789"
 BACKENDS = ["sqlite", "postgresql"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- databases -----------------------------------------------------------------------------
