@@ -45,7 +45,7 @@ class _StaticCluster:
         return submission_id
 
     def job(self, job_id: str) -> Any:
-        from service.dispatch.base import JobInfo, JobStatus
+        from service.server.dispatch.base import JobInfo, JobStatus
 
         return JobInfo(job_id, JobStatus.RUNNING)
 
@@ -56,7 +56,7 @@ class _StaticCluster:
         return ""
 
     def resources(self) -> Any:
-        from service.dispatch.base import ClusterResources
+        from service.server.dispatch.base import ClusterResources
 
         total = {"CPU": 64.0, "train_driver": 8.0}
         return ClusterResources(total=total, largest_node=total)
@@ -72,8 +72,8 @@ def serve(home: Path, port: int) -> None:
     """The server side (run in a subprocess)."""
     import uvicorn
 
-    from service.api.main import create_app
-    from service.core.config import Settings
+    from service.server.api.main import create_app
+    from service.settings import Settings
 
     settings = Settings(home=home, port=port, admin_token=ADMIN_TOKEN, data_roots=[home])
     app = create_app(settings, dispatcher=_StaticCluster(), supervise=False)
@@ -101,10 +101,10 @@ def _seed(client: httpx.Client, trials: int) -> str:
 
 def _launch_and_fill(home: Path, client: httpx.Client, sweep_id: str, trials: int) -> None:
     """Launch the stand-in driver through the service's own launcher and push events."""
-    from service.core.config import Settings
-    from service.db import Database
-    from service.launcher import Launcher
-    from service.states import SweepState
+    from service.settings import Settings
+    from service.server.db import Database
+    from service.server.launcher import Launcher
+    from service.server.states import SweepState
 
     settings = Settings(home=home, admin_token=ADMIN_TOKEN, data_roots=[home])
     recorder: dict[str, str] = {}

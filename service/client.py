@@ -1,7 +1,7 @@
 """A typed, synchronous HTTP client for the extrap-tune REST API (``docs/api.md``).
 
 One method per endpoint; answers are parsed into the API's own schemas
-(:mod:`service.schemas`). Errors become exceptions a command line can print in one line:
+(:mod:`service.wire.schemas`). Errors become exceptions a command line can print in one line:
 a refused connection is :class:`ServiceUnreachable` (it names the URL and ``extrap serve``),
 401 :class:`Unauthorized` (it says how to get a token), 404 :class:`NotFound`, 409
 :class:`Conflict` (with the sweep's current state), 413 :class:`BodyTooLarge`, 422
@@ -29,7 +29,7 @@ from typing import Any, Literal, overload
 import httpx
 from pydantic import BaseModel
 
-from service.schemas import (
+from service.wire.schemas import (
     BestPublic,
     SweepPublic,
     SweepsPublic,

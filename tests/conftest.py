@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from service.dispatch import LocalRayHead
+    from service.server.dispatch import LocalRayHead
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,8 +90,8 @@ def finished_sweep(
     ray_session: Any, test_data_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> FinishedSweep:
     from search_spaces import load_spec
-    from service.sweeps.events import ListSink
-    from service.sweeps.runner import run_sweep
+    from service.runtime.events import ListSink
+    from service.runtime.runner import run_sweep
 
     home = tmp_path_factory.mktemp("finished-sweep")
     spec = load_spec(tiny_spec(test_data_dir))
@@ -122,7 +122,7 @@ def ray_head() -> Iterator[LocalRayHead]:
     Its home is fixed at import time (``RAY_HOME``) so that the token path is known before
     anything imports Ray.
     """
-    from service.dispatch import LocalRayHead
+    from service.server.dispatch import LocalRayHead
 
     head = LocalRayHead(RAY_HOME, num_cpus=2, train_driver_slots=2)
     head.start()

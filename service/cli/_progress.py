@@ -2,7 +2,7 @@
 
 A bar of finished/total trials, the running trials with their current epoch, the best value
 so far, elapsed and estimated remaining time. Fed with the events of
-:mod:`service.sweeps.events` (the same shape the service streams over SSE).
+:mod:`service.runtime.events` (the same shape the service streams over SSE).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 if TYPE_CHECKING:
-    from service.db import Database
+    from service.server.db import Database
 
 __all__ = ["app"]
 
@@ -25,9 +25,9 @@ app = typer.Typer(name="admin", help="Manage users and API tokens (works on the 
 
 def _database() -> Database:
     # Imported here so that `extrap --help` stays instant.
-    from service.core.config import Settings
-    from service.db import Database
-    from service.migrations import upgrade
+    from service.settings import Settings
+    from service.server.db import Database
+    from service.server.migrations import upgrade
 
     settings = Settings()  # fresh: the environment may differ from the cached settings
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -48,7 +48,7 @@ def create_token(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Create a token (and the user if new); the token is printed once, only its hash is kept."""
-    from service.auth import create_token as create
+    from service.server.auth import create_token as create
 
     if not user.strip() or len(user) > 64:
         _exit_with_error("--user must be 1 to 64 characters")
@@ -80,7 +80,7 @@ def revoke_token(
     token_or_id: Annotated[str, typer.Argument(help="the token itself, or its numeric id")],
 ) -> None:
     """Revoke a token: requests with it get 401 from then on."""
-    from service.auth import revoke_token as revoke
+    from service.server.auth import revoke_token as revoke
 
     database = _database()
     try:
@@ -101,7 +101,7 @@ def list_tokens(
     """List tokens (id, user, prefix, created, revoked); secrets are never shown."""
     from sqlalchemy import select
 
-    from service.models import ApiToken
+    from service.server.models import ApiToken
 
     database = _database()
     try:

@@ -61,7 +61,7 @@ def validate(spec: SpecPath, as_json: JsonFlag = False) -> None:
 
 
 def _settings() -> Any:
-    from service.core.config import Settings
+    from service.settings import Settings
 
     return Settings()
 
@@ -85,8 +85,8 @@ def run(
     tracking_uri = settings.resolved_mlflow_tracking_uri
 
     from service.cli._progress import SweepProgress
-    from service.sweeps.events import CallbackSink
-    from service.sweeps.runner import SweepRejected, run_sweep
+    from service.runtime.events import CallbackSink
+    from service.runtime.runner import SweepRejected, run_sweep
 
     progress = SweepProgress.for_spec(loaded, quiet=as_json)
     if not as_json:
@@ -162,7 +162,7 @@ def train(
                     )
                     typer.echo(f"epoch {shown}")
 
-    from service.sweeps.runner import ensure_ray
+    from service.runtime.runner import ensure_ray
     from trainers.job import run_job
 
     ensure_ray(1)

@@ -24,7 +24,7 @@ import typer
 from service.cli._output import exit_with_error
 
 if TYPE_CHECKING:
-    from service.core.config import Settings
+    from service.settings import Settings
 
 __all__ = ["register", "serve"]
 
@@ -103,9 +103,9 @@ def serve(
     import uvicorn
     from pydantic import ValidationError
 
-    from service.api.main import create_app
-    from service.auth import ADMIN_TOKEN_FILE
-    from service.core.config import Settings
+    from service.server.api.main import create_app
+    from service.server.auth import ADMIN_TOKEN_FILE
+    from service.settings import Settings
 
     overrides: dict[str, Any] = {
         key: value

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from service.core.config import Settings
+from service.settings import Settings
 from tests.docker import _dockerfile
 from tests.docker._tools import clean_environment, find_binary
 
@@ -87,7 +87,7 @@ def k8s_documents() -> list[tuple[str, dict[str, Any]]]:
 
 @pytest.fixture(scope="session")
 def settings_env_names() -> set[str]:
-    """The variable name of every field of service.core.config.Settings."""
+    """The variable name of every field of service.settings.Settings."""
     prefix = Settings.model_config.get("env_prefix", "")
     return {f"{prefix}{name}".upper() for name in Settings.model_fields}
 

@@ -16,7 +16,7 @@ from tests.docker.conftest import DOCKER_DIR, REPO
 # Installed in the worker image only; the api image must not need them.
 WORKER_ONLY = ("torch", "ray", "mlflow", "optuna", "numpy")
 # What the api process imports: the `extrap` console script, the FastAPI app, its settings.
-API_MODULES = ("service.cli.main", "service.api.main", "service.core.config", "search_spaces")
+API_MODULES = ("service.cli.main", "service.server.api.main", "service.settings", "search_spaces")
 PROJECT_PACKAGES = ("service", "trainers", "search_spaces")
 # Runs in a fresh interpreter: importing what the api image lacks fails as it would there.
 _IMPORT_CHECK = """

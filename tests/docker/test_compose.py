@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from service.core.config import Settings
+from service.settings import Settings
 from tests.docker._deploy_doc import ray_start_command
 from tests.docker._dockerfile import Dockerfile
 from tests.docker.conftest import COMPOSE_FILE, ENV_EXAMPLE, run_compose

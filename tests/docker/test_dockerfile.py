@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.core.config import Settings
+from service.settings import Settings
 from tests.docker._deploy_doc import ray_start_command
 from tests.docker._dockerfile import Dockerfile, exec_form, substitute
 from tests.docker.conftest import DOCKER_DIR

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from service.core.config import Settings
+from service.settings import Settings
 from tests.docker._deploy_doc import ray_start_command
 from tests.docker.conftest import K8S_DIR
 

@@ -23,12 +23,12 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from service.api.context import AppContext
-from service.api.main import create_app
-from service.auth import create_token
-from service.core.config import Settings
-from service.dispatch import LocalRayHead, RayJobDispatcher
-from service.states import SweepState
+from service.server.api.context import AppContext
+from service.server.api.main import create_app
+from service.server.auth import create_token
+from service.settings import Settings
+from service.server.dispatch import LocalRayHead, RayJobDispatcher
+from service.server.states import SweepState
 from tests.service.fakes import FakeDispatcher
 from trainers.ddp_probe import free_port
 

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from service.dispatch.base import (
+from service.server.dispatch.base import (
     ClusterResources,
     DispatcherUnavailable,
     JobInfo,

@@ -1,4 +1,4 @@
-"""A stand-in for ``python -m service.driver``: speaks the driver contract, runs no Tune.
+"""A stand-in for ``python -m service.runtime.driver``: speaks the driver contract, runs no Tune.
 
 Run as a Ray job by the dispatch tests. Its behaviour comes from the spec's ``description``:
 ``succeed`` (one trial, then ``sweep_finished``), ``crash-first`` (exit 3 unless ``--resume``),

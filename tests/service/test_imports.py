@@ -11,7 +11,7 @@ HEAVY = ("torch", "ray", "mlflow", "optuna")
 
 def test_importing_the_api_does_not_import_heavy_packages() -> None:
     code = (
-        "import sys, json; import service.api.main; import service.cli.admin; "
+        "import sys, json; import service.server.api.main; import service.cli.admin; "
         f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     )
     result = subprocess.run(

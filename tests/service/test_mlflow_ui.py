@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.sweeps.tracking import trial_run_name
+from service.runtime.tracking import trial_run_name
 from tests.service.conftest import free_port
 
 # Run alone (-m browser), this test builds the session's finished sweep too: ~2.5 min here.

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
-from service.auth import create_token
+from service.server.auth import create_token
 from service.cli.main import app
 from tests.service.conftest import Api, make_spec
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from service.dispatch.base import JobStatus
+from service.server.dispatch.base import JobStatus
 from tests.service.cli.conftest import Cli
 from tests.service.conftest import event, make_spec
 

@@ -1,1 +1,0 @@
-"""The REST API (FastAPI): ``create_app(settings)`` in :mod:`service.api.main`."""

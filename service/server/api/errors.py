@@ -1,0 +1,171 @@
+"""One error shape for every failure: ``{"error": {"code", "message", "field", "details"}}``.
+
+- 401 ``unauthorized``: no or bad token; 404 ``not_found``: no such resource, or another user's;
+- 409 ``illegal_transition``: the message names the current state (``details[0].state``);
+- 413 ``body_too_large``; 422 ``invalid_spec`` / ``invalid_request``: ``field`` is the first
+  offending path, ``details`` lists every ``{"field", "message"}``;
+- 503 ``unavailable``: a dependency (Ray) is down; 500 ``internal``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from search_spaces import FieldError, SpecError
+from service.server.crud import SweepNotFound
+from service.server.states import IllegalTransition
+
+__all__ = ["ApiError", "error_body", "field_errors", "install_error_handlers"]
+
+log = logging.getLogger(__name__)
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error the API reports in the standard shape.
+
+    Args:
+        status: the HTTP status.
+        code: a stable machine-readable code.
+        message: a sentence for people.
+        field: the dotted path of the offending field, if one.
+        details: more structured information (e.g. every field error).
+        headers: extra response headers (e.g. ``WWW-Authenticate``).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        details: Sequence[dict[str, Any]] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.details = list(details)
+        self.headers = headers
+
+    @classmethod
+    def not_found(cls, what: str) -> ApiError:
+        return cls(404, "not_found", f"{what} not found")
+
+    @classmethod
+    def invalid(cls, errors: Sequence[FieldError], code: str = "invalid_spec") -> ApiError:
+        """A 422 listing every field error (``field`` is the first one's path)."""
+        first = errors[0] if errors else FieldError("", "invalid")
+        message = str(first) if len(errors) == 1 else f"{len(errors)} problems; first: {first}"
+        return cls(422, code, message, field=first.path or None, details=field_errors(errors))
+
+
+def field_errors(errors: Sequence[FieldError]) -> list[dict[str, Any]]:
+    return [{"field": error.path or None, "message": error.message} for error in errors]
+
+
+def error_body(
+    code: str,
+    message: str,
+    *,
+    field: str | None = None,
+    details: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "field": field, "details": list(details)}}
+
+
+def _response(error: ApiError) -> JSONResponse:
+    body = error_body(error.code, error.message, field=error.field, details=error.details)
+    return JSONResponse(body, status_code=error.status, headers=error.headers)
+
+
+async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return _response(exc)
+
+
+async def _spec_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, SpecError)
+    return _response(ApiError.invalid(exc.errors))
+
+
+async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, SweepNotFound)
+    return _response(ApiError.not_found(f"sweep {exc.sweep_id!r}"))
+
+
+async def _illegal(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IllegalTransition)
+    return _response(
+        ApiError(
+            409,
+            "illegal_transition",
+            exc.message,
+            details=[{"state": str(exc.current), "requested": str(exc.target)}],
+        )
+    )
+
+
+def _loc_path(loc: Sequence[Any]) -> str:
+    parts = [str(part) for part in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+async def _validation(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [FieldError(_loc_path(item["loc"]), str(item["msg"])) for item in exc.errors()]
+    return _response(ApiError.invalid(errors, code="invalid_request"))
+
+
+async def _http(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _CODES.get(exc.status_code, "error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    headers = dict(exc.headers) if exc.headers else None
+    return _response(ApiError(exc.status_code, code, message, headers=headers))
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return _response(ApiError(500, "internal", "internal server error"))
+
+
+_HANDLERS = {
+    ApiError: _api_error,
+    SpecError: _spec_error,
+    SweepNotFound: _not_found,
+    IllegalTransition: _illegal,
+    RequestValidationError: _validation,
+    StarletteHTTPException: _http,
+    Exception: _unexpected,
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn exceptions into the standard shape."""
+    for exc_class, handler in _HANDLERS.items():
+        app.add_exception_handler(exc_class, handler)

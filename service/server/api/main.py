@@ -1,0 +1,167 @@
+"""The FastAPI app: ``create_app(settings)``; its lifespan migrates the database, makes sure
+an admin token exists, connects to Ray (starting or adopting the embedded head when
+``settings.ray_address`` is unset) and runs the launcher and reconciler in the background.
+
+This module's imports stay light: no torch, Ray, MLflow or Optuna (a test checks), so the API
+starts in about a second and Ray is only spoken to over HTTP.
+
+Example:
+    $ uvicorn --factory service.server.api.main:create_app
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.concurrency import run_in_threadpool
+
+from search_spaces import SweepSpec
+from service.server.api.context import AppContext
+from service.server.api.errors import install_error_handlers
+from service.server.api.metrics import AppMetrics
+from service.server.api.middleware import BodySizeLimit, RequestMetrics
+from service.server.api.routes import health, internal, streams, sweeps, trials
+from service.server.auth import ensure_admin_token, write_admin_token_file
+from service.settings import Settings, get_settings
+from service.server.db import Database
+from service.server.dispatch.base import Dispatcher
+from service.server.dispatch.local_head import LocalRayHead
+from service.server.dispatch.ray_auth import default_ray_token
+from service.server.dispatch.ray_jobs import RayJobDispatcher
+from service.server.launcher import DEFAULT_DRIVER_COMMAND, Launcher
+from service.server.migrations import upgrade
+from service.server.reconciler import Reconciler, Supervisor
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "1"
+_ROUTERS = (sweeps.router, trials.router, streams.router, internal.router, health.router)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    dispatcher: Dispatcher | None = None,
+    driver_command: Sequence[str] = DEFAULT_DRIVER_COMMAND,
+    supervise: bool = True,
+) -> FastAPI:
+    """Build the app.
+
+    Args:
+        settings: the service settings (default: from the environment).
+        dispatcher: the cluster to use (default: ``settings.ray_address``, or the local head).
+        driver_command: the driver program (tests substitute a stand-in).
+        supervise: run the launcher/reconciler thread (tests of the bare API switch it off).
+    """
+    settings = settings or get_settings()
+    db = Database(settings.resolved_database_url)
+    ctx = AppContext(settings=settings, db=db, metrics=AppMetrics(db))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(_start, ctx, dispatcher, driver_command, supervise)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(_stop, ctx)
+
+    app = FastAPI(
+        title="extrap-tune",
+        version=API_VERSION,
+        summary="Hyperparameter search for large-batch training",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    for router in _ROUTERS:
+        app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, histogram=ctx.metrics.request_latency)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _start(
+    ctx: AppContext,
+    dispatcher: Dispatcher | None,
+    driver_command: Sequence[str],
+    supervise: bool,
+) -> None:
+    settings = ctx.settings
+    settings.home.mkdir(parents=True, exist_ok=True)
+    upgrade(ctx.db)
+    _bootstrap_admin(ctx)
+    if dispatcher is None:
+        dispatcher, ctx.owns_dispatcher = _connect(ctx), True
+    ctx.dispatcher = dispatcher
+    ctx.launcher = Launcher(
+        db=ctx.db,
+        dispatcher=dispatcher,
+        settings=settings,
+        driver_command=driver_command,
+        on_change=ctx.changed,
+    )
+    if supervise:
+        ctx.supervisor = Supervisor(
+            ctx.launcher, Reconciler(ctx.launcher), interval_s=settings.reconcile_interval_s
+        )
+        ctx.supervisor.start()
+
+
+def _bootstrap_admin(ctx: AppContext) -> None:
+    configured = ctx.settings.admin_token
+    with ctx.db.write() as session:
+        token = ensure_admin_token(
+            session, configured=configured.get_secret_value() if configured else None
+        )
+    if token is not None:
+        path = write_admin_token_file(ctx.settings.home, token)
+        # Shown once: only its hash is stored.
+        print(f"extrap: admin token (also in {path}): {token}", file=sys.stderr, flush=True)
+
+
+def _connect(ctx: AppContext) -> Dispatcher:
+    settings = ctx.settings
+    if settings.ray_address:
+        return RayJobDispatcher(settings.ray_address, token=default_ray_token())
+    ctx.head = LocalRayHead(settings.home)
+    info = ctx.head.start()
+    return RayJobDispatcher(info.dashboard_url, token=info.token)
+
+
+def _stop(ctx: AppContext) -> None:
+    if ctx.supervisor is not None:
+        ctx.supervisor.stop()
+    if ctx.dispatcher is not None and ctx.owns_dispatcher:
+        ctx.dispatcher.close()
+    if ctx.head is not None:
+        ctx.head.stop()
+    ctx.db.dispose()
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with the sweep spec's JSON schema as ``SweepSpec``."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, summary=app.summary, routes=app.routes
+    )
+    spec_schema = SweepSpec.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(spec_schema.pop("$defs", {}))
+    components["SweepSpec"] = spec_schema
+    schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+        "type": "http",
+        "scheme": "bearer",
+    }
+    schema["security"] = [{"bearer": []}]
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,96 @@
+"""``/healthz`` (the process is up), ``/readyz`` (its dependencies answer), ``/metrics``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from service.server.api.context import AppContext
+from service.server.api.deps import ContextDep
+from service.server.api.errors import error_body
+from service.server.dispatch.base import DispatcherUnavailable
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["health"])
+
+OK = "ok"
+
+
+def _database(ctx: AppContext) -> str:
+    try:
+        with ctx.db.read() as session:
+            session.execute(text("select 1"))
+    except Exception as exc:  # any driver error means "not ready"
+        return f"unreachable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    return OK
+
+
+def _ray(ctx: AppContext) -> str:
+    if ctx.dispatcher is None:
+        return "not connected yet"
+    try:
+        ctx.dispatcher.ping()
+    except DispatcherUnavailable as exc:
+        return f"unreachable: {exc}"
+    return OK
+
+
+def _mlflow(ctx: AppContext) -> str:
+    uri = ctx.settings.resolved_mlflow_tracking_uri
+    if uri.startswith(("http://", "https://")):
+        try:
+            response = httpx.get(f"{uri.rstrip('/')}/health", timeout=5.0)
+        except httpx.HTTPError as exc:
+            return f"unreachable: {exc}"
+        return OK if response.status_code == 200 else f"answered {response.status_code}"
+    directory = _local_store_dir(uri)
+    if _writable(directory):
+        return OK
+    return f"local store {directory} is not writable"
+
+
+def _local_store_dir(uri: str) -> Path:
+    """The directory a local MLflow store writes to (the database file's, or the file store)."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).parent
+    return Path(uri.removeprefix("file://"))
+
+
+def _writable(directory: Path) -> bool:
+    """The directory, or its nearest existing ancestor (it is created on first use), is writable."""
+    for candidate in (directory, *directory.parents):
+        if candidate.exists():
+            return candidate.is_dir() and os.access(candidate, os.W_OK)
+    return False
+
+
+_CHECKS = {"database": _database, "ray": _ray, "mlflow": _mlflow}
+
+
+@router.get("/healthz", summary="The process is up")
+def healthz() -> dict[str, str]:
+    return {"status": OK}
+
+
+@router.get("/readyz", summary="Database, Ray and MLflow answer (503 says which does not)")
+def readyz(ctx: ContextDep) -> Response:
+    checks = {name: check(ctx) for name, check in _CHECKS.items()}
+    failing = {name: status for name, status in checks.items() if status != OK}
+    if not failing:
+        return JSONResponse({"status": "ready", "checks": checks})
+    message = "not ready: " + "; ".join(f"{name} {status}" for name, status in failing.items())
+    details = [{"dependency": name, "status": status} for name, status in failing.items()]
+    body = {**error_body("not_ready", message, details=details), "checks": checks}
+    return JSONResponse(body, status_code=503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+def metrics(ctx: ContextDep) -> Response:
+    return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

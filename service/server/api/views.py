@@ -1,0 +1,116 @@
+"""ORM rows → API schemas (the fields computed on the way: owner, counts, links, best)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from search_spaces import get_searchable
+from search_spaces.space import nest_dotted
+from service.settings import Settings
+from service.server.models import Sweep, Trial
+from service.wire.schemas import BestPublic, BestSoFar, ObjectivePublic, SweepPublic
+from service.server.states import SweepState
+
+__all__ = ["best_public", "best_yaml", "job_overrides", "mlflow_url", "sweep_public"]
+
+DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
+
+
+def mlflow_url(settings: Settings, sweep: Sweep) -> str | None:
+    """The sweep's parent run (or experiment) in the MLflow UI."""
+    if sweep.mlflow_experiment_id is None:
+        return None
+    base = settings.mlflow_ui_url
+    if base is None:
+        uri = settings.resolved_mlflow_tracking_uri
+        base = uri if uri.startswith(("http://", "https://")) else DEFAULT_MLFLOW_UI
+    url = f"{base.rstrip('/')}/#/experiments/{sweep.mlflow_experiment_id}"
+    return f"{url}/runs/{sweep.mlflow_run_id}" if sweep.mlflow_run_id else url
+
+
+def _objective(sweep: Sweep) -> ObjectivePublic:
+    return ObjectivePublic.model_validate(
+        {"metric": sweep.objective_metric, "mode": sweep.objective_mode}
+    )
+
+
+def sweep_public(sweep: Sweep, counts: Mapping[str, int], settings: Settings) -> SweepPublic:
+    best = None
+    if sweep.best_trial_id is not None and sweep.best_value is not None:
+        best = BestSoFar(trial_id=sweep.best_trial_id, value=sweep.best_value)
+    return SweepPublic(
+        id=sweep.id,
+        name=sweep.name,
+        owner=sweep.owner.name,
+        state=SweepState(sweep.state),
+        reason=sweep.reason,
+        objective=_objective(sweep),
+        num_trials=sweep.num_trials,
+        trial_counts=dict(counts),
+        best=best,
+        created_at=sweep.created_at,
+        started_at=sweep.started_at,
+        finished_at=sweep.finished_at,
+        updated_at=sweep.updated_at,
+        mlflow_experiment_id=sweep.mlflow_experiment_id,
+        mlflow_run_id=sweep.mlflow_run_id,
+        mlflow_url=mlflow_url(settings, sweep),
+        ray_job_id=sweep.ray_job_id,
+        driver_attempts=sweep.driver_attempts,
+        last_heartbeat=sweep.last_heartbeat,
+        spec=sweep.spec,
+    )
+
+
+def job_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Searched params as dotted job fields: ``{"lr": 0.1}`` → ``{"optimizer.lr": 0.1}``."""
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        try:
+            out[get_searchable(name).path] = value
+        except (KeyError, ValueError):
+            out[name] = value
+    return out
+
+
+def best_public(sweep: Sweep, trial: Trial | None) -> BestPublic | None:
+    """The best trial: the driver's final word if it sent one, else the best one stored."""
+    if sweep.best and sweep.best.get("trial_id"):
+        best = sweep.best
+        params = dict(best.get("params") or {})
+        return BestPublic(
+            sweep_id=sweep.id,
+            trial_id=str(best["trial_id"]),
+            number=best.get("number") if trial is None else trial.number,
+            value=best.get("value"),
+            objective=_objective(sweep),
+            params=params,
+            metrics=best.get("metrics"),
+            job_overrides=job_overrides(params),
+        )
+    if trial is None:
+        return None
+    return BestPublic(
+        sweep_id=sweep.id,
+        trial_id=trial.trial_id,
+        number=trial.number,
+        value=trial.value,
+        objective=_objective(sweep),
+        params=trial.params,
+        metrics=trial.metrics,
+        job_overrides=job_overrides(trial.params),
+    )
+
+
+def best_yaml(best: BestPublic, sweep_name: str) -> str:
+    """A spec fragment: the best params applied as a ``job:`` override block."""
+    header = (
+        f"# best trial {best.trial_id} of sweep {sweep_name} ({best.sweep_id}): "
+        f"{best.objective.metric}={best.value} ({best.objective.mode})\n"
+        "# paste over your spec's job: block, or merge into it\n"
+    )
+    body = yaml.safe_dump({"job": nest_dotted(best.job_overrides)}, sort_keys=True)
+    return header + body

@@ -1,0 +1,301 @@
+"""Persistence: keyword-only functions over a session (the caller commits).
+
+Every state change goes through :func:`set_state`, which asks :mod:`service.server.states` whether it
+is allowed, stamps the timestamps and appends a ``state`` entry to the sweep's event log.
+
+Example:
+    >>> sweep = create_sweep(session, owner=user, spec=spec)  # doctest: +SKIP
+    >>> set_state(session, sweep=sweep, target=SweepState.STARTING)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, joinedload
+
+from search_spaces import SweepSpec
+from service.server.models import Sweep, SweepEvent, Trial, User, utcnow
+from service.server.states import (
+    FINAL_SWEEP_STATES,
+    SweepState,
+    TrialStatus,
+    check_sweep_transition,
+)
+
+__all__ = [
+    "SweepNotFound",
+    "append_event",
+    "best_trial",
+    "close_open_trials",
+    "create_sweep",
+    "events_after",
+    "get_sweep",
+    "get_trial",
+    "json_safe",
+    "list_sweeps",
+    "list_trials",
+    "lock_sweep",
+    "queued_sweeps",
+    "set_state",
+    "sweeps_in",
+    "trial_counts",
+    "update_best",
+]
+
+_STATUSES = tuple(status.value for status in TrialStatus)
+# Trials whose latest value does not rank them: they ended without a meaningful objective.
+_UNRANKED = (TrialStatus.FAILED.value, TrialStatus.DIVERGED.value)
+
+
+class SweepNotFound(LookupError):
+    """No such sweep, or one the caller may not see (both read as 404)."""
+
+    def __init__(self, sweep_id: str) -> None:
+        self.sweep_id = sweep_id
+        super().__init__(f"sweep {sweep_id!r} not found")
+
+
+def new_sweep_id() -> str:
+    """A short random id (12 hex digits): unique across databases, so storage never clashes."""
+    return uuid.uuid4().hex[:12]
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by ``None`` (JSON and PostgreSQL reject them)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def create_sweep(session: Session, *, owner: User, spec: SweepSpec) -> Sweep:
+    """Store a validated spec as a new ``queued`` sweep."""
+    sweep = Sweep(
+        id=new_sweep_id(),
+        name=spec.name,
+        owner_id=owner.id,
+        spec=spec.model_dump(mode="json"),
+        state=SweepState.QUEUED.value,
+        objective_metric=spec.objective.metric,
+        objective_mode=spec.objective.mode,
+        num_trials=spec.search.num_trials,
+        add_trials=0,
+        driver_attempts=0,
+        last_driver_seq=0,
+        event_seq=0,
+    )
+    session.add(sweep)
+    session.flush()
+    append_event(session, sweep=sweep, type="state", payload={"state": sweep.state, "reason": None})
+    return sweep
+
+
+def _visible(user: User) -> Any:
+    return True if user.is_admin else Sweep.owner_id == user.id
+
+
+def get_sweep(session: Session, *, sweep_id: str, user: User | None = None) -> Sweep:
+    """The sweep, if ``user`` may see it (its owner or an admin; ``None``: no check)."""
+    sweep = session.get(Sweep, sweep_id, options=[joinedload(Sweep.owner)])
+    if sweep is None or (user is not None and not user.is_admin and sweep.owner_id != user.id):
+        raise SweepNotFound(sweep_id)
+    return sweep
+
+
+def lock_sweep(session: Session, *, sweep_id: str, user: User | None = None) -> Sweep:
+    """Like :func:`get_sweep`, but locks the row for this transaction (PostgreSQL)."""
+    sweep = session.execute(
+        select(Sweep)
+        .where(Sweep.id == sweep_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if sweep is None or (user is not None and not user.is_admin and sweep.owner_id != user.id):
+        raise SweepNotFound(sweep_id)
+    return sweep
+
+
+def list_sweeps(
+    session: Session,
+    *,
+    user: User,
+    states: Sequence[SweepState] = (),
+    offset: int = 0,
+    limit: int = 100,
+) -> tuple[list[Sweep], int]:
+    """A page of the sweeps ``user`` may see, newest first, and how many there are in all."""
+    where = [_visible(user)]
+    if states:
+        where.append(Sweep.state.in_([state.value for state in states]))
+    count = session.execute(select(func.count()).select_from(Sweep).where(*where)).scalar_one()
+    rows = session.execute(
+        select(Sweep)
+        .options(joinedload(Sweep.owner))
+        .where(*where)
+        .order_by(Sweep.created_at.desc(), Sweep.id.desc())
+        .offset(offset)
+        .limit(limit)
+    ).scalars()
+    return list(rows), count
+
+
+def sweeps_in(session: Session, *, states: Iterable[SweepState]) -> list[Sweep]:
+    """Every sweep in one of ``states``, oldest first."""
+    values = [state.value for state in states]
+    rows = session.execute(
+        select(Sweep).where(Sweep.state.in_(values)).order_by(Sweep.created_at, Sweep.id)
+    ).scalars()
+    return list(rows)
+
+
+def queued_sweeps(session: Session, *, limit: int) -> list[Sweep]:
+    """The oldest ``limit`` queued sweeps (the launch order)."""
+    rows = session.execute(
+        select(Sweep)
+        .where(Sweep.state == SweepState.QUEUED.value)
+        .order_by(Sweep.created_at, Sweep.id)
+        .limit(limit)
+    ).scalars()
+    return list(rows)
+
+
+def trial_counts(session: Session, *, sweep_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Trials by status for each sweep (every status present, zeros included)."""
+    counts = {sweep_id: dict.fromkeys(_STATUSES, 0) for sweep_id in sweep_ids}
+    if not sweep_ids:
+        return counts
+    rows = session.execute(
+        select(Trial.sweep_id, Trial.status, func.count())
+        .where(Trial.sweep_id.in_(sweep_ids))
+        .group_by(Trial.sweep_id, Trial.status)
+    )
+    for sweep_id, status, number in rows:
+        counts[sweep_id][status] = number
+    return counts
+
+
+def set_state(
+    session: Session, *, sweep: Sweep, target: SweepState, reason: str | None = None
+) -> None:
+    """Move ``sweep`` to ``target`` (or raise ``IllegalTransition``) and log the change."""
+    check_sweep_transition(sweep.state, target)
+    now = utcnow()
+    sweep.state = target.value
+    sweep.reason = reason
+    if target is SweepState.QUEUED:
+        sweep.finished_at = None
+    elif target is SweepState.RUNNING and sweep.started_at is None:
+        sweep.started_at = now
+    elif target in FINAL_SWEEP_STATES:
+        sweep.finished_at = now
+    payload: dict[str, Any] = {"state": target.value, "reason": reason}
+    if target in FINAL_SWEEP_STATES:
+        payload["best"] = sweep.best
+    append_event(session, sweep=sweep, type="state", payload=payload)
+
+
+def append_event(
+    session: Session, *, sweep: Sweep, type: str, payload: Mapping[str, Any]
+) -> SweepEvent:
+    """Add an entry to the sweep's event log with the next ``seq`` (the SSE event id)."""
+    sweep.event_seq += 1
+    event = SweepEvent(sweep_id=sweep.id, seq=sweep.event_seq, type=type, payload=dict(payload))
+    session.add(event)
+    return event
+
+
+def events_after(
+    session: Session, *, sweep_id: str, seq: int, limit: int = 500
+) -> list[SweepEvent]:
+    """The sweep's log entries after ``seq``, in order."""
+    rows = session.execute(
+        select(SweepEvent)
+        .where(SweepEvent.sweep_id == sweep_id, SweepEvent.seq > seq)
+        .order_by(SweepEvent.seq)
+        .limit(limit)
+    ).scalars()
+    return list(rows)
+
+
+def list_trials(
+    session: Session,
+    *,
+    sweep_id: str,
+    statuses: Sequence[TrialStatus] = (),
+    offset: int = 0,
+    limit: int = 100,
+) -> tuple[list[Trial], int]:
+    """A page of a sweep's trials by number, and how many there are in all."""
+    where = [Trial.sweep_id == sweep_id]
+    if statuses:
+        where.append(Trial.status.in_([status.value for status in statuses]))
+    count = session.execute(select(func.count()).select_from(Trial).where(*where)).scalar_one()
+    rows = session.execute(
+        select(Trial).where(*where).order_by(Trial.number, Trial.id).offset(offset).limit(limit)
+    ).scalars()
+    return list(rows), count
+
+
+def get_trial(session: Session, *, sweep_id: str, trial_id: str) -> Trial | None:
+    """One trial of a sweep by the driver's trial id."""
+    return session.execute(
+        select(Trial).where(Trial.sweep_id == sweep_id, Trial.trial_id == trial_id)
+    ).scalar_one_or_none()
+
+
+def best_trial(session: Session, *, sweep: Sweep) -> Trial | None:
+    """The trial whose latest objective value is best (failed and diverged trials excluded)."""
+    order = Trial.value.desc() if sweep.objective_mode == "max" else Trial.value.asc()
+    return session.execute(
+        select(Trial)
+        .where(
+            Trial.sweep_id == sweep.id,
+            Trial.value.is_not(None),
+            Trial.status.not_in(_UNRANKED),
+        )
+        .order_by(order, Trial.number)
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def update_best(session: Session, *, sweep: Sweep) -> bool:
+    """Recompute the sweep's best-so-far from its trials; ``True`` if it changed."""
+    session.flush()
+    best = best_trial(session, sweep=sweep)
+    trial_id, value = (best.trial_id, best.value) if best is not None else (None, None)
+    if (trial_id, value) == (sweep.best_trial_id, sweep.best_value):
+        return False
+    sweep.best_trial_id, sweep.best_value = trial_id, value
+    return True
+
+
+def close_open_trials(session: Session, *, sweep: Sweep, reason: str) -> int:
+    """Mark the sweep's pending and running trials failed with ``reason`` (its driver is gone)."""
+    open_trials = session.execute(
+        select(Trial).where(
+            Trial.sweep_id == sweep.id,
+            Trial.status.in_([TrialStatus.PENDING.value, TrialStatus.RUNNING.value]),
+        )
+    ).scalars()
+    closed = 0
+    now = utcnow()
+    for trial in open_trials:
+        trial.status = TrialStatus.FAILED.value
+        trial.error = reason
+        trial.finished_at = now
+        closed += 1
+        append_event(
+            session,
+            sweep=sweep,
+            type="trial_finished",
+            payload={"trial_id": trial.trial_id, "status": trial.status, "error": reason},
+        )
+    return closed

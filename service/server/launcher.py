@@ -1,0 +1,195 @@
+"""Launching sweep drivers: the queue (``max_concurrent_sweeps`` at a time) and relaunches.
+
+Launching a sweep = a fresh driver token (only its hash is kept; the previous driver's token
+stops working, which fences off a driver that was given up on), the state ``starting``, then a
+Ray job whose entrypoint is ``python -m service.runtime.driver --sweep-id <id> --api-url <url>
+[--resume]`` with the token in ``EXTRAP_DRIVER_TOKEN``. The state is committed before the job
+is submitted, so a driver that starts at once finds its token valid.
+
+Example:
+    >>> launcher = Launcher(db=db, dispatcher=dispatcher, settings=settings)  # doctest: +SKIP
+    >>> launcher.launch_queued()  # doctest: +SKIP
+    ['3f2a9c1b7d04']
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shlex
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import func, select
+
+from service.server import crud
+from service.server.auth import DRIVER_TOKEN_PREFIX, hash_token, new_token
+from service.settings import Settings
+from service.server.db import Database
+from service.server.dispatch.base import Dispatcher, DispatcherUnavailable, DispatchRejected
+from service.server.models import Sweep, utcnow
+from service.server.states import ACTIVE_SWEEP_STATES, SweepState
+
+__all__ = ["DEFAULT_DRIVER_COMMAND", "Launcher", "driver_env"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DRIVER_COMMAND: tuple[str, ...] = ("python", "-m", "service.runtime.driver")
+DEFAULT_HEALTH_CHECK_INTERVAL_S = "0.5"
+# Settings the driver reads from its environment besides the ones given explicitly.
+_PASS_THROUGH = ("EXTRAP_DATA_DIR",)
+
+
+def driver_env(settings: Settings, *, token: str, sweep_id: str) -> dict[str, str]:
+    """The environment variables of a driver job (Ray's ``runtime_env.env_vars``)."""
+    env = {
+        "EXTRAP_DRIVER_TOKEN": token,
+        "EXTRAP_SWEEP_ID": sweep_id,
+        "EXTRAP_API_URL": settings.resolved_public_url,
+        "EXTRAP_MLFLOW_TRACKING_URI": settings.resolved_mlflow_tracking_uri,
+        "EXTRAP_STORAGE_PATH": settings.resolved_storage_path,
+        "EXTRAP_DATA_ROOTS": os.pathsep.join(str(root) for root in settings.resolved_data_roots),
+        "EXTRAP_HEARTBEAT_INTERVAL_S": f"{heartbeat_interval_s(settings):g}",
+        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get(
+            "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", DEFAULT_HEALTH_CHECK_INTERVAL_S
+        ),
+    }
+    for name in _PASS_THROUGH:
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    return env
+
+
+def heartbeat_interval_s(settings: Settings) -> float:
+    """How often a driver should send a heartbeat: a quarter of the timeout, at most 15 s."""
+    return min(15.0, settings.heartbeat_timeout_s / 4)
+
+
+class Launcher:
+    """Starts queued sweeps and relaunches drivers.
+
+    Args:
+        db: the database.
+        dispatcher: the cluster.
+        settings: the service settings (URL, limits, storage).
+        driver_command: the program the job runs, before ``--sweep-id ...`` (tests use a
+            stand-in).
+        on_change: called with a sweep id after its state changed (wakes SSE streams).
+    """
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        dispatcher: Dispatcher,
+        settings: Settings,
+        driver_command: Sequence[str] = DEFAULT_DRIVER_COMMAND,
+        on_change: Callable[[str], None] = lambda _sweep_id: None,
+    ) -> None:
+        self.db = db
+        self.dispatcher = dispatcher
+        self.settings = settings
+        self.driver_command = tuple(driver_command)
+        self.on_change = on_change
+
+    def entrypoint(self, sweep_id: str, *, resume: bool) -> str:
+        """The job's shell command line."""
+        argv = [
+            *self.driver_command,
+            "--sweep-id",
+            sweep_id,
+            "--api-url",
+            self.settings.resolved_public_url,
+        ]
+        if resume:
+            argv.append("--resume")
+        return shlex.join(argv)
+
+    def free_slots(self) -> int:
+        """How many more sweeps may run now."""
+        with self.db.read() as session:
+            active = session.execute(
+                select(func.count())
+                .select_from(Sweep)
+                .where(Sweep.state.in_([state.value for state in ACTIVE_SWEEP_STATES]))
+            ).scalar_one()
+        return max(0, self.settings.max_concurrent_sweeps - active)
+
+    def launch_queued(self) -> list[str]:
+        """Launch the oldest queued sweeps that fit; return the ids launched."""
+        launched: list[str] = []
+        while self.free_slots() > 0:
+            with self.db.read() as session:
+                queued = crud.queued_sweeps(session, limit=1)
+            if not queued:
+                break
+            if not self.launch(queued[0].id, expected=(SweepState.QUEUED,)):
+                break  # Ray unreachable or the sweep changed meanwhile: try again later
+            launched.append(queued[0].id)
+        return launched
+
+    def launch(self, sweep_id: str, *, expected: Sequence[SweepState]) -> bool:
+        """(Re)launch the sweep's driver if it is in one of ``expected``; ``True`` if submitted."""
+        token = new_token(DRIVER_TOKEN_PREFIX)
+        with self.db.write() as session:
+            sweep = crud.lock_sweep(session, sweep_id=sweep_id)
+            if SweepState(sweep.state) not in expected:
+                return False
+            previous_job = sweep.ray_job_id
+            resume = previous_job is not None
+            sweep.driver_attempts += 1
+            sweep.driver_token_hash = hash_token(token)
+            sweep.launched_at = utcnow()
+            sweep.last_heartbeat = None
+            sweep.ray_job_id = f"extrap-{sweep.id}-{sweep.driver_attempts}-{secrets.token_hex(3)}"
+            submission_id = sweep.ray_job_id
+            crud.set_state(session, sweep=sweep, target=SweepState.STARTING)
+        self.on_change(sweep_id)
+        try:
+            self.dispatcher.submit(
+                submission_id=submission_id,
+                entrypoint=self.entrypoint(sweep_id, resume=resume),
+                env_vars=driver_env(self.settings, token=token, sweep_id=sweep_id),
+            )
+        except DispatcherUnavailable as exc:
+            log.warning("sweep %s: cannot reach Ray, back to the queue: %s", sweep_id, exc)
+            self._undo(sweep_id, submission_id, previous_job, SweepState.QUEUED, str(exc))
+            return False
+        except DispatchRejected as exc:
+            log.error("sweep %s: Ray refused the driver: %s", sweep_id, exc)
+            self._undo(sweep_id, submission_id, previous_job, SweepState.FAILED, str(exc))
+            return False
+        log.info("sweep %s: driver submitted as %s", sweep_id, submission_id)
+        return True
+
+    def _undo(
+        self,
+        sweep_id: str,
+        submission_id: str,
+        previous_job: str | None,
+        target: SweepState,
+        why: str,
+    ) -> None:
+        with self.db.write() as session:
+            sweep = crud.lock_sweep(session, sweep_id=sweep_id)
+            if sweep.ray_job_id != submission_id or sweep.state != SweepState.STARTING.value:
+                return  # something else moved it on (e.g. a cancel)
+            if target is SweepState.QUEUED:
+                sweep.driver_attempts -= 1
+                sweep.ray_job_id = previous_job
+                crud.set_state(
+                    session, sweep=sweep, target=target, reason=f"waiting for Ray: {why}"
+                )
+            else:
+                crud.close_open_trials(session, sweep=sweep, reason="the driver could not start")
+                crud.set_state(session, sweep=sweep, target=target, reason=why)
+        self.on_change(sweep_id)
+
+    def stop_driver(self, job_id: str | None) -> None:
+        """Ask Ray to stop a driver job; an unreachable Ray is retried by the reconciler."""
+        if job_id is None:
+            return
+        try:
+            self.dispatcher.stop(job_id)
+        except (DispatcherUnavailable, DispatchRejected) as exc:
+            log.warning("could not stop driver job %s yet: %s", job_id, exc)

@@ -1,0 +1,106 @@
+"""The service's limits on a valid spec: trial budget, concurrency, data roots, cluster size.
+
+:func:`search_spaces.load_spec` decides whether a spec is valid; this module decides whether
+this service will run it. Both report :class:`~search_spaces.FieldError` with spec paths.
+
+Example:
+    >>> errors = policy_errors(spec, settings)  # doctest: +SKIP
+    >>> [e.path for e in errors]  # doctest: +SKIP
+    ['job.data_dir']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from search_spaces import FieldError, SweepSpec
+from service.settings import Settings
+from service.server.dispatch.base import ClusterResources
+from search_spaces.resources import TRIAL_DRIVER_RESOURCE, placement_errors, trial_resources
+
+__all__ = ["data_dir_error", "placement_problems", "policy_errors", "trial_budget_error"]
+
+
+def trial_budget_error(num_trials: int, settings: Settings, path: str) -> FieldError | None:
+    """An error if a sweep of ``num_trials`` trials exceeds ``max_trials_per_sweep``."""
+    if num_trials <= settings.max_trials_per_sweep:
+        return None
+    return FieldError(
+        path,
+        f"{num_trials} trials exceed this service's limit of {settings.max_trials_per_sweep} "
+        "per sweep (EXTRAP_MAX_TRIALS_PER_SWEEP)",
+    )
+
+
+def data_dir_error(data_dir: str | None, roots: Sequence[Path]) -> FieldError | None:
+    """An error unless ``data_dir`` (symlinks and ``..`` resolved) lies under one of ``roots``."""
+    if data_dir is None:
+        return None
+    path = Path(data_dir).expanduser()
+    if not path.is_absolute():
+        return FieldError("job.data_dir", f"{data_dir!r} is not an absolute path")
+    resolved = path.resolve()
+    if any(resolved == root or resolved.is_relative_to(root) for root in roots):
+        return None
+    allowed = ", ".join(str(root) for root in roots)
+    return FieldError(
+        "job.data_dir",
+        f"{data_dir!r} (resolved: {resolved}) is outside the allowed data directories: {allowed}",
+    )
+
+
+def policy_errors(spec: SweepSpec, settings: Settings) -> list[FieldError]:
+    """Every limit of this service the spec breaks."""
+    errors = [
+        trial_budget_error(spec.search.num_trials, settings, "search.num_trials"),
+        data_dir_error(spec.job.data_dir, settings.resolved_data_roots),
+    ]
+    concurrent = spec.search.max_concurrent_trials
+    if concurrent is not None and concurrent > settings.max_concurrent_trials:
+        errors.append(
+            FieldError(
+                "search.max_concurrent_trials",
+                f"{concurrent} concurrent trials exceed this service's limit of "
+                f"{settings.max_concurrent_trials} (EXTRAP_MAX_CONCURRENT_TRIALS)",
+            )
+        )
+    return [error for error in errors if error is not None]
+
+
+def placement_problems(
+    spec: SweepSpec, cluster: ClusterResources
+) -> tuple[list[FieldError], dict[str, Any]]:
+    """Field errors for a trial that cannot be placed, and the numbers behind them."""
+    job = spec.job
+    needed = trial_resources(job)
+    messages = list(placement_errors(job, cluster.total))
+    per_worker = {"CPU": job.cpus_per_worker, "GPU": job.gpus_per_worker}
+    for name, amount in per_worker.items():
+        largest = cluster.largest_node.get(name, 0.0)
+        if (
+            amount > 0
+            and amount > largest + 1e-9
+            and needed.get(name, 0.0) <= cluster.total.get(name, 0.0)
+        ):
+            field = "cpus_per_worker" if name == "CPU" else "gpus_per_worker"
+            messages.append(
+                f"a worker needs {amount:g} {name} ({field}) but the largest node has "
+                f"{largest:g} {name}"
+            )
+    numbers = {
+        "needed": needed,
+        "cluster": {name: cluster.total.get(name, 0.0) for name in needed},
+        "largest_node": {name: cluster.largest_node.get(name, 0.0) for name in needed},
+    }
+    errors = [FieldError(_field_of(message), message) for message in messages]
+    return errors, numbers
+
+
+def _field_of(message: str) -> str:
+    if TRIAL_DRIVER_RESOURCE in message.split(" (")[0]:
+        return "job"
+    if "gpus_per_worker" in message:
+        return "job.gpus_per_worker"
+    return "job.workers" if "workers=" in message else "job.cpus_per_worker"
