@@ -101,10 +101,10 @@ def _seed(client: httpx.Client, trials: int) -> str:
 
 def _launch_and_fill(home: Path, client: httpx.Client, sweep_id: str, trials: int) -> None:
     """Launch the stand-in driver through the service's own launcher and push events."""
-    from service.settings import Settings
     from service.server.db import Database
     from service.server.launcher import Launcher
     from service.server.states import SweepState
+    from service.settings import Settings
 
     settings = Settings(home=home, admin_token=ADMIN_TOKEN, data_roots=[home])
     recorder: dict[str, str] = {}

@@ -25,9 +25,9 @@ app = typer.Typer(name="admin", help="Manage users and API tokens (works on the 
 
 def _database() -> Database:
     # Imported here so that `extrap --help` stays instant.
-    from service.settings import Settings
     from service.server.db import Database
     from service.server.migrations import upgrade
+    from service.settings import Settings
 
     settings = Settings()  # fresh: the environment may differ from the cached settings
     settings.home.mkdir(parents=True, exist_ok=True)

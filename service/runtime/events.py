@@ -1,7 +1,7 @@
 """What a running sweep tells the outside world: a stream of small JSON-able events.
 
-The driver process forwards them to the service (``service.runtime.driver``); ``extrap run`` shows them
-as a live table. Event types and their fields (besides ``seq``, ``type`` and ``time``):
+The driver process forwards them to the service (``service.runtime.driver``); ``extrap run``
+shows them as a live table. Event types and their fields (besides ``seq``, ``type`` and ``time``):
 
 - ``sweep_running``: ``mlflow_experiment_id``, ``mlflow_run_id``
 - ``trial_started``: ``trial_id``, ``number``, ``params``, ``mlflow_run_id``

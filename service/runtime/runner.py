@@ -30,8 +30,8 @@ from typing import Any
 from ray import tune
 
 from search_spaces import ParamSpec, SweepSpec, apply_params, get_searchable
-from service.runtime.events import EventSink, ListSink, make_event
 from search_spaces.resources import TRIAL_DRIVER_RESOURCE, placement_errors
+from service.runtime.events import EventSink, ListSink, make_event
 from service.runtime.tracking import SweepTracker, epoch_metrics
 from trainers.config import TrainJobConfig
 

@@ -1,7 +1,7 @@
 """Persistence: keyword-only functions over a session (the caller commits).
 
-Every state change goes through :func:`set_state`, which asks :mod:`service.server.states` whether it
-is allowed, stamps the timestamps and appends a ``state`` entry to the sweep's event log.
+Every state change goes through :func:`set_state`, which asks :mod:`service.server.states`
+whether it is allowed, stamps the timestamps and appends a ``state`` entry to the sweep's event log.
 
 Example:
     >>> sweep = create_sweep(session, owner=user, spec=spec)  # doctest: +SKIP

@@ -26,6 +26,14 @@ from sqlalchemy.orm import Session
 
 from service.server import crud
 from service.server.models import Sweep, Trial, TrialMetric, utcnow
+from service.server.states import (
+    ACTIVE_SWEEP_STATES,
+    FINAL_TRIAL_STATUSES,
+    IllegalTransition,
+    SweepState,
+    TrialStatus,
+    check_trial_transition,
+)
 from service.wire.schemas import (
     DRIVER_EVENT_TYPES,
     DriverEvent,
@@ -35,14 +43,6 @@ from service.wire.schemas import (
     TrialFinishedEvent,
     TrialMetricsEvent,
     TrialStartedEvent,
-)
-from service.server.states import (
-    ACTIVE_SWEEP_STATES,
-    FINAL_TRIAL_STATUSES,
-    IllegalTransition,
-    SweepState,
-    TrialStatus,
-    check_trial_transition,
 )
 
 __all__ = ["ERROR_LINES", "EventBroker", "InvalidEvent", "apply_events", "parse_events"]

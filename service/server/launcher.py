@@ -24,11 +24,11 @@ from sqlalchemy import func, select
 
 from service.server import crud
 from service.server.auth import DRIVER_TOKEN_PREFIX, hash_token, new_token
-from service.settings import Settings
 from service.server.db import Database
 from service.server.dispatch.base import Dispatcher, DispatcherUnavailable, DispatchRejected
 from service.server.models import Sweep, utcnow
 from service.server.states import ACTIVE_SWEEP_STATES, SweepState
+from service.settings import Settings
 
 __all__ = ["DEFAULT_DRIVER_COMMAND", "Launcher", "driver_env"]
 

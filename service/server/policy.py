@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import FieldError, SweepSpec
-from service.settings import Settings
-from service.server.dispatch.base import ClusterResources
 from search_spaces.resources import TRIAL_DRIVER_RESOURCE, placement_errors, trial_resources
+from service.server.dispatch.base import ClusterResources
+from service.settings import Settings
 
 __all__ = ["data_dir_error", "placement_problems", "policy_errors", "trial_budget_error"]
 

@@ -27,11 +27,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from service.server import crud
-from service.settings import Settings
 from service.server.dispatch.base import DispatcherUnavailable, JobInfo
 from service.server.launcher import Launcher
 from service.server.models import Sweep, utcnow
 from service.server.states import SweepState
+from service.settings import Settings
 
 __all__ = ["Reconciler", "Supervisor"]
 

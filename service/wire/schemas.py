@@ -1,4 +1,4 @@
-"""API schemas: what the REST API accepts and returns (ORM tables live in :mod:`service.server.models`).
+"""API schemas: what the REST API accepts and returns (ORM tables: :mod:`service.server.models`).
 
 One family per resource, as in the FastAPI full-stack template: ``SweepPublic`` (output),
 ``SweepsPublic {data, count}`` (lists), ``TrialPublic``/``TrialDetailPublic``/``TrialsPublic``,

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from service.server.api.metrics import AppMetrics
-from service.settings import Settings
 from service.server.db import Database
 from service.server.dispatch.base import Dispatcher
 from service.server.dispatch.local_head import LocalRayHead
 from service.server.events import EventBroker
 from service.server.launcher import Launcher
 from service.server.reconciler import Supervisor
+from service.settings import Settings
 
 __all__ = ["AppContext"]
 

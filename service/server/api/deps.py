@@ -13,9 +13,9 @@ from service.server import crud
 from service.server.api.context import AppContext
 from service.server.api.errors import ApiError
 from service.server.auth import authenticate, hash_token
-from service.settings import Settings
 from service.server.dispatch.base import Dispatcher
 from service.server.models import Sweep, User
+from service.settings import Settings
 
 __all__ = [
     "ContextDep",

@@ -28,7 +28,6 @@ from service.server.api.metrics import AppMetrics
 from service.server.api.middleware import BodySizeLimit, RequestMetrics
 from service.server.api.routes import health, internal, streams, sweeps, trials
 from service.server.auth import ensure_admin_token, write_admin_token_file
-from service.settings import Settings, get_settings
 from service.server.db import Database
 from service.server.dispatch.base import Dispatcher
 from service.server.dispatch.local_head import LocalRayHead
@@ -37,6 +36,7 @@ from service.server.dispatch.ray_jobs import RayJobDispatcher
 from service.server.launcher import DEFAULT_DRIVER_COMMAND, Launcher
 from service.server.migrations import upgrade
 from service.server.reconciler import Reconciler, Supervisor
+from service.settings import Settings, get_settings
 
 __all__ = ["create_app"]
 

@@ -1,7 +1,7 @@
 """What the service needs from a cluster: the :class:`Dispatcher` protocol and its values.
 
-The service never imports Ray: :class:`~service.server.dispatch.ray_jobs.RayJobDispatcher` speaks the
-Ray head's job-submission REST API over HTTP, and tests can stand in a fake.
+The service never imports Ray: :class:`~service.server.dispatch.ray_jobs.RayJobDispatcher`
+speaks the Ray head's job-submission REST API over HTTP, and tests can stand in a fake.
 """
 
 from __future__ import annotations

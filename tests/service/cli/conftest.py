@@ -21,8 +21,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
-from service.server.auth import create_token
 from service.cli.main import app
+from service.server.auth import create_token
 from tests.service.conftest import Api, make_spec
 
 EXTRAP = str(Path(sys.executable).with_name("extrap"))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from service.server.auth import authenticate
 from service.cli.admin import app
+from service.server.auth import authenticate
 from service.server.db import Database
 
 

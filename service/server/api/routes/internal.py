@@ -14,8 +14,8 @@ from service.server.api.deps import ContextDep, DriverSweep
 from service.server.api.errors import ApiError
 from service.server.events import InvalidEvent, apply_events, parse_events
 from service.server.launcher import heartbeat_interval_s
-from service.wire.schemas import DriverEventsIn, DriverEventsResult, DriverSpecPublic
 from service.server.states import FINAL_SWEEP_STATES, SweepState
+from service.wire.schemas import DriverEventsIn, DriverEventsResult, DriverSpecPublic
 
 __all__ = ["router"]
 

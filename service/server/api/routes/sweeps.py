@@ -19,13 +19,13 @@ from service.server.api.views import best_public, best_yaml, sweep_public
 from service.server.dispatch.base import DispatcherUnavailable
 from service.server.models import Sweep
 from service.server.policy import placement_problems, policy_errors, trial_budget_error
-from service.wire.schemas import BestPublic, ResumeRequest, SweepPublic, SweepsPublic
 from service.server.states import (
     ACTIVE_SWEEP_STATES,
     FINAL_SWEEP_STATES,
     IllegalTransition,
     SweepState,
 )
+from service.wire.schemas import BestPublic, ResumeRequest, SweepPublic, SweepsPublic
 
 __all__ = ["router"]
 

@@ -9,13 +9,13 @@ from fastapi import APIRouter, Query
 from service.server import crud
 from service.server.api.deps import CurrentUser, SessionDep
 from service.server.api.errors import ApiError
+from service.server.states import TrialStatus
 from service.wire.schemas import (
     EpochMetricsPublic,
     TrialDetailPublic,
     TrialPublic,
     TrialsPublic,
 )
-from service.server.states import TrialStatus
 
 __all__ = ["router"]
 
