@@ -103,8 +103,8 @@ def _launch_and_fill(home: Path, client: httpx.Client, sweep_id: str, trials: in
     """Launch the stand-in driver through the service's own launcher and push events."""
     from service.server.db import Database
     from service.server.launcher import Launcher
-    from service.server.states import SweepState
     from service.settings import Settings
+    from service.wire import SweepState
 
     settings = Settings(home=home, admin_token=ADMIN_TOKEN, data_roots=[home])
     recorder: dict[str, str] = {}

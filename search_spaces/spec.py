@@ -15,11 +15,13 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from search_spaces.checks import lookup_workload, run_checks
 from search_spaces.errors import FieldError, SpecError
@@ -29,9 +31,30 @@ from search_spaces.search import SearchConfig
 from search_spaces.space import ParamSpec, check_space
 from trainers.config import TrainJobConfig
 
-__all__ = ["SweepSpec"]
+__all__ = ["SweepSpec", "spec_hash"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# Validation context of a spec read back from storage: validated in full at submission, so
+# the cross-field checks (which build every reachable trial job) are not run again.
+_STORED = "stored"
+
+
+def spec_hash(data: Mapping[str, Any]) -> str:
+    """The content hash of a spec's stored form (canonical JSON, SHA-256, hex).
+
+    The service records it at submission; the driver compares it with the spec it fetched
+    before running it (:meth:`SweepSpec.from_stored`).
+
+    Example:
+        >>> spec_hash({"b": 1, "a": [0.5]}) == spec_hash({"a": [0.5], "b": 1})
+        True
+    """
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _stored(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get(_STORED))
 
 
 def _optional_in_schema(*names: str) -> Callable[[dict[str, Any]], None]:
@@ -99,7 +122,11 @@ class SweepSpec(BaseModel):
 
     @field_validator("space")
     @classmethod
-    def _check_space(cls, space: dict[str, ParamSpec]) -> dict[str, ParamSpec]:
+    def _check_space(
+        cls, space: dict[str, ParamSpec], info: ValidationInfo
+    ) -> dict[str, ParamSpec]:
+        if _stored(info):
+            return space
         if not space:
             raise SpecError(
                 [
@@ -116,7 +143,9 @@ class SweepSpec(BaseModel):
         return space
 
     @model_validator(mode="after")
-    def _cross_check(self) -> SweepSpec:
+    def _cross_check(self, info: ValidationInfo) -> SweepSpec:
+        if _stored(info):
+            return self
         errors = run_checks(self)
         if errors:
             raise SpecError(errors)
@@ -126,6 +155,32 @@ class SweepSpec(BaseModel):
     def objectives(self) -> list[Objective]:
         """The objective followed by the secondary objectives."""
         return [self.objective, *self.secondary_objectives]
+
+    def stored_form(self) -> dict[str, Any]:
+        """What the service stores and the driver runs: the spec as JSON-able data."""
+        return self.model_dump(mode="json")
+
+    def content_hash(self) -> str:
+        """:func:`spec_hash` of :meth:`stored_form`."""
+        return spec_hash(self.stored_form())
+
+    @classmethod
+    def from_stored(cls, data: Mapping[str, Any], expected_hash: str) -> SweepSpec:
+        """Rebuild a spec from its stored form, checking only its content hash.
+
+        The spec was validated in full when it was submitted; this parses it back into the
+        model without running the cross-field checks again.
+
+        Raises:
+            ValueError: ``data`` does not hash to ``expected_hash`` (it changed since then).
+        """
+        actual = spec_hash(data)
+        if actual != expected_hash:
+            raise ValueError(
+                f"the stored spec hashes to {actual[:12]}…, not to the {expected_hash[:12]}… "
+                "recorded at submission: it changed since it was validated; submit it again"
+            )
+        return cls.model_validate(data, context={_STORED: True})
 
     @classmethod
     def json_schema(cls) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """A typed, synchronous HTTP client for the extrap-tune REST API (``docs/api.md``).
 
 One method per endpoint; answers are parsed into the API's own schemas
-(:mod:`service.wire.schemas`). Errors become exceptions a command line can print in one line:
+(:mod:`service.wire`). Errors become exceptions a command line can print in one line:
 a refused connection is :class:`ServiceUnreachable` (it names the URL and ``extrap serve``),
 401 :class:`Unauthorized` (it says how to get a token), 404 :class:`NotFound`, 409
 :class:`Conflict` (with the sweep's current state), 413 :class:`BodyTooLarge`, 422
@@ -27,14 +27,18 @@ from types import TracebackType
 from typing import Any, Literal, overload
 
 import httpx
-from pydantic import BaseModel
+from pydantic import ValidationError
 
-from service.wire.schemas import (
+from service.wire import (
     BestPublic,
+    DryRunPublic,
+    ErrorPublic,
+    FieldError,
     SweepPublic,
     SweepsPublic,
     TrialDetailPublic,
     TrialsPublic,
+    field_errors,
 )
 
 __all__ = [
@@ -42,7 +46,7 @@ __all__ = [
     "BodyTooLarge",
     "ClientError",
     "Conflict",
-    "DryRunResult",
+    "DryRunPublic",
     "ExtrapClient",
     "FieldError",
     "InvalidSpec",
@@ -76,17 +80,6 @@ class ServiceUnreachable(ClientError):
             f"cannot reach the extrap service at {url} ({reason}): start it with `extrap serve`, "
             "or point the CLI at a running one with --api-url or EXTRAP_API_URL"
         )
-
-
-@dataclass(frozen=True)
-class FieldError:
-    """One problem with one field: ``path`` is the spec's dotted path (may be empty)."""
-
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
 
 
 class ApiError(ClientError):
@@ -154,12 +147,7 @@ class InvalidSpec(ApiError):
 
     @property
     def errors(self) -> list[FieldError]:
-        found = [
-            FieldError(str(item.get("field") or ""), str(item.get("message", "")))
-            for item in self.details
-            if "message" in item
-        ]
-        return found or [FieldError(self.field or "", self.message)]
+        return field_errors(self.details) or [FieldError(self.field or "", self.message)]
 
 
 class ServiceUnavailable(ApiError):
@@ -175,15 +163,7 @@ _BY_STATUS: Mapping[int, type[ApiError]] = {
 }
 
 
-# -- results that are not service schemas -------------------------------------------------
-
-
-class DryRunResult(BaseModel):
-    """``POST /v1/sweeps?dry_run=true``: the spec as it would be stored and its resources."""
-
-    valid: bool
-    spec: dict[str, Any]
-    resources: dict[str, Any] | None = None
+# -- results that are not API schemas ---------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -258,12 +238,12 @@ class ExtrapClient:
         response = self._request("POST", "/v1/sweeps", **_spec_body(spec))
         return SweepPublic.model_validate(response.json())
 
-    def dry_run(self, spec: str | bytes | Mapping[str, Any]) -> DryRunResult:
+    def dry_run(self, spec: str | bytes | Mapping[str, Any]) -> DryRunPublic:
         """Validate a spec against the schema, the service's limits and the cluster."""
         response = self._request(
             "POST", "/v1/sweeps", params={"dry_run": "true"}, **_spec_body(spec)
         )
-        return DryRunResult.model_validate(response.json())
+        return DryRunPublic.model_validate(response.json())
 
     def list_sweeps(
         self, *, states: Iterable[str] = (), offset: int = 0, limit: int = 100
@@ -407,12 +387,9 @@ class ExtrapClient:
     def _error(self, response: httpx.Response) -> ApiError:
         status = response.status_code
         try:
-            body = response.json()
-            error = body["error"]
-            code, message = str(error["code"]), str(error["message"])
-            field_ = error.get("field")
-            details = list(error.get("details") or [])
-        except (ValueError, KeyError, TypeError):
+            error = ErrorPublic.model_validate_json(response.content).error
+            code, message, field_, details = error.code, error.message, error.field, error.details
+        except ValidationError:
             code, message, field_, details = "error", f"HTTP {status}", None, []
             text = response.text.strip()
             if text:

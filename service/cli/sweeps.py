@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from service.client import ExtrapClient, SseEvent
-    from service.wire.schemas import BestPublic, SweepPublic, TrialPublic
+    from service.wire import BestPublic, SweepPublic, TrialPublic
 
 __all__ = ["progress_event", "register"]
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import queue
 import sys
@@ -25,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from service.runtime.events import make_event
+from service.wire import DriverSpecPublic, make_event
 
 __all__ = ["HttpEventSink", "main"]
 
@@ -89,7 +88,7 @@ class HttpEventSink:
             try:
                 response = self.client.post(
                     self.path,
-                    content=json.dumps({"events": _finite(batch)}),
+                    content=json.dumps({"events": batch}),
                     headers={"Content-Type": "application/json"},
                 )
             except httpx.HTTPError as error:
@@ -115,18 +114,7 @@ class HttpEventSink:
         return not self._thread.is_alive() and self._queue.empty()
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: such floats (a diverged loss) travel as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
-
-
-def _fetch_instructions(client: httpx.Client, sweep_id: str, patience_s: float) -> dict[str, Any]:
+def _fetch_instructions(client: httpx.Client, sweep_id: str, patience_s: float) -> DriverSpecPublic:
     deadline = time.monotonic() + patience_s
     delay = 0.5
     while True:
@@ -135,8 +123,7 @@ def _fetch_instructions(client: httpx.Client, sweep_id: str, patience_s: float) 
             if response.status_code == 401:
                 raise DriverReplaced("the service does not accept this driver's token")
             response.raise_for_status()
-            result: dict[str, Any] = response.json()
-            return result
+            return DriverSpecPublic.model_validate_json(response.content)
         except (httpx.HTTPError, ValueError) as error:
             if time.monotonic() > deadline:
                 raise
@@ -167,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     except DriverReplaced as error:
         log.error("%s", error)
         return 3
-    sink = HttpEventSink(client, args.sweep_id, float(instructions["heartbeat_interval_s"]))
+    sink = HttpEventSink(client, args.sweep_id, instructions.heartbeat_interval_s)
     code = _run(args.sweep_id, instructions, sink, resume=args.resume)
     if not sink.close():
         log.error("could not deliver every event before giving up")
@@ -175,22 +162,30 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _run(sweep_id: str, instructions: dict[str, Any], sink: HttpEventSink, *, resume: bool) -> int:
-    from search_spaces import SpecError, load_spec
+def _run(
+    sweep_id: str, instructions: DriverSpecPublic, sink: HttpEventSink, *, resume: bool
+) -> int:
+    from search_spaces import SweepSpec
     from service.runtime.runner import SweepRejected, run_sweep
 
-    try:
-        spec = load_spec(instructions["spec"])
-    except SpecError as error:
-        reason = "; ".join(f"{e.path}: {e.message}" for e in error.errors)
-        sink.emit(make_event("sweep_finished", state="failed", reason=reason, best=None))
+    try:  # validated in full at submission: only the content hash is checked here
+        stored = SweepSpec.from_stored(instructions.spec, instructions.spec_hash)
+    except ValueError as error:
+        sink.emit(make_event("sweep_finished", state="failed", reason=str(error), best=None))
         return 1
+    search = stored.search.model_copy(
+        update={
+            "num_trials": instructions.num_trials,
+            "max_concurrent_trials": instructions.max_concurrent_trials,
+        }
+    )
+    spec = stored.model_copy(update={"search": search})
     try:
         outcome = run_sweep(
             spec,
             sweep_id=sweep_id,
-            storage_path=instructions["storage_path"],
-            tracking_uri=instructions["mlflow_tracking_uri"],
+            storage_path=instructions.storage_path,
+            tracking_uri=instructions.mlflow_tracking_uri,
             events=sink,
             resume=resume,
         )

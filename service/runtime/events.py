@@ -1,45 +1,23 @@
-"""What a running sweep tells the outside world: a stream of small JSON-able events.
+"""Where a running sweep's events go: the service, the CLI's live display, or a list.
 
-The driver process forwards them to the service (``service.runtime.driver``); ``extrap run``
-shows them as a live table. Event types and their fields (besides ``seq``, ``type`` and ``time``):
-
-- ``sweep_running``: ``mlflow_experiment_id``, ``mlflow_run_id``
-- ``trial_started``: ``trial_id``, ``number``, ``params``, ``mlflow_run_id``
-- ``trial_metrics``: ``trial_id``, ``epoch``, ``metrics``
-- ``trial_finished``: ``trial_id``, ``status`` (completed | pruned | failed | diverged),
-  ``error``, ``metrics``
-- ``heartbeat``
-- ``sweep_finished``: ``state`` (succeeded | failed), ``reason``, ``best``
+Events are built with :func:`service.wire.make_event` (one model per type, JSON-safe); the
+driver pushes them to the service (:class:`HttpEventSink` in :mod:`service.runtime.driver`),
+``extrap run`` shows them as a live table (:class:`CallbackSink`), tests keep them
+(:class:`ListSink`).
 """
 
 from __future__ import annotations
 
-import itertools
-import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
-__all__ = ["TRIAL_STATUSES", "CallbackSink", "EventSink", "ListSink", "make_event"]
-
-TRIAL_STATUSES = ("completed", "pruned", "failed", "diverged")
+__all__ = ["CallbackSink", "EventSink", "ListSink"]
 
 
 class EventSink(Protocol):
     """Where events go; ``emit`` must not block the Tune loop for long."""
 
     def emit(self, event: dict[str, Any]) -> None: ...
-
-
-_counter = itertools.count(1)
-_lock = threading.Lock()
-
-
-def make_event(event_type: str, **fields: Any) -> dict[str, Any]:
-    """An event with a process-wide increasing ``seq`` and a UTC timestamp."""
-    with _lock:
-        seq = next(_counter)
-    return {"seq": seq, "type": event_type, "time": datetime.now(UTC).isoformat(), **fields}
 
 
 class ListSink:

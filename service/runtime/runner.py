@@ -31,8 +31,9 @@ from ray import tune
 
 from search_spaces import ParamSpec, SweepSpec, apply_params, get_searchable
 from search_spaces.resources import TRIAL_DRIVER_RESOURCE, placement_errors
-from service.runtime.events import EventSink, ListSink, make_event
+from service.runtime.events import EventSink, ListSink
 from service.runtime.tracking import SweepTracker, epoch_metrics
+from service.wire import make_event
 from trainers.config import TrainJobConfig
 
 __all__ = ["SweepOutcome", "SweepRejected", "ensure_ray", "run_sweep"]

@@ -10,7 +10,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -20,12 +19,8 @@ from sqlalchemy.orm import Session, joinedload
 
 from search_spaces import SweepSpec
 from service.server.models import Sweep, SweepEvent, Trial, User, utcnow
-from service.server.states import (
-    FINAL_SWEEP_STATES,
-    SweepState,
-    TrialStatus,
-    check_sweep_transition,
-)
+from service.server.states import check_sweep_transition
+from service.wire import FINAL_SWEEP_STATES, SweepState, TrialStatus
 
 __all__ = [
     "SweepNotFound",
@@ -36,7 +31,6 @@ __all__ = [
     "events_after",
     "get_sweep",
     "get_trial",
-    "json_safe",
     "list_sweeps",
     "list_trials",
     "lock_sweep",
@@ -65,24 +59,14 @@ def new_sweep_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` with NaN and infinities replaced by ``None`` (JSON and PostgreSQL reject them)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(key): json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    return value
-
-
 def create_sweep(session: Session, *, owner: User, spec: SweepSpec) -> Sweep:
     """Store a validated spec as a new ``queued`` sweep."""
     sweep = Sweep(
         id=new_sweep_id(),
         name=spec.name,
         owner_id=owner.id,
-        spec=spec.model_dump(mode="json"),
+        spec=spec.stored_form(),
+        spec_hash=spec.content_hash(),
         state=SweepState.QUEUED.value,
         objective_metric=spec.objective.metric,
         objective_mode=spec.objective.mode,

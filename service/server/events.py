@@ -20,37 +20,33 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.server import crud
 from service.server.models import Sweep, Trial, TrialMetric, utcnow
-from service.server.states import (
+from service.server.states import IllegalTransition, check_trial_transition
+from service.wire import (
     ACTIVE_SWEEP_STATES,
-    FINAL_TRIAL_STATUSES,
-    IllegalTransition,
-    SweepState,
-    TrialStatus,
-    check_trial_transition,
-)
-from service.wire.schemas import (
     DRIVER_EVENT_TYPES,
-    DriverEvent,
+    EVENT_ADAPTER,
+    FINAL_TRIAL_STATUSES,
     HeartbeatEvent,
     SweepFinishedEvent,
     SweepRunningEvent,
+    SweepState,
     TrialFinishedEvent,
     TrialMetricsEvent,
     TrialStartedEvent,
+    TrialStatus,
+    json_safe,
 )
 
 __all__ = ["ERROR_LINES", "EventBroker", "InvalidEvent", "apply_events", "parse_events"]
 
 ERROR_LINES = 30
 """A failed trial keeps the last lines of its error (the end of the traceback)."""
-
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(DriverEvent)
 
 
 class InvalidEvent(ValueError):
@@ -71,7 +67,7 @@ def parse_events(raw: Sequence[Mapping[str, Any]]) -> tuple[list[Any], int]:
             skipped += 1
             continue
         try:
-            events.append(_ADAPTER.validate_python(item))
+            events.append(EVENT_ADAPTER.validate_python(item))
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
                 loc = [str(part) for part in error["loc"][1:]]  # drop the union tag
@@ -139,7 +135,7 @@ def _trial_started(session: Session, sweep: Sweep, event: TrialStartedEvent) -> 
         except IllegalTransition:
             return False  # already finished: a late resend
     trial.number = event.number
-    trial.params = crud.json_safe(event.params)
+    trial.params = json_safe(event.params)
     trial.status = TrialStatus.RUNNING.value
     trial.error = None
     trial.finished_at = None
@@ -179,7 +175,7 @@ def _trial_metrics(session: Session, sweep: Sweep, event: TrialMetricsEvent) -> 
     ).first()
     if exists is not None:
         return False
-    metrics = crud.json_safe(event.metrics)
+    metrics = json_safe(event.metrics)
     session.add(TrialMetric(trial_pk=trial.id, epoch=event.epoch, metrics=metrics))
     if trial.last_epoch is None or event.epoch >= trial.last_epoch:
         trial.last_epoch = event.epoch
@@ -213,7 +209,7 @@ def _trial_finished(session: Session, sweep: Sweep, event: TrialFinishedEvent) -
     trial.error = _last_lines(event.error)
     trial.finished_at = utcnow()
     if event.metrics:
-        trial.metrics = crud.json_safe(event.metrics)
+        trial.metrics = json_safe(event.metrics)
         trial.value = _objective_value(sweep, trial.metrics)
     crud.append_event(
         session,
@@ -237,7 +233,7 @@ def _heartbeat(session: Session, sweep: Sweep, event: HeartbeatEvent) -> bool:
 def _sweep_finished(session: Session, sweep: Sweep, event: SweepFinishedEvent) -> bool:
     if SweepState(sweep.state) not in ACTIVE_SWEEP_STATES:
         return False
-    best = crud.json_safe(event.best) if event.best else None
+    best = json_safe(event.best) if event.best else None
     if best is not None:
         sweep.best = best
         value = best.get("value")

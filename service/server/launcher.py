@@ -27,8 +27,8 @@ from service.server.auth import DRIVER_TOKEN_PREFIX, hash_token, new_token
 from service.server.db import Database
 from service.server.dispatch.base import Dispatcher, DispatcherUnavailable, DispatchRejected
 from service.server.models import Sweep, utcnow
-from service.server.states import ACTIVE_SWEEP_STATES, SweepState
 from service.settings import Settings
+from service.wire import ACTIVE_SWEEP_STATES, SweepState
 
 __all__ = ["DEFAULT_DRIVER_COMMAND", "Launcher", "driver_env"]
 

@@ -1,4 +1,4 @@
-"""Database tables (SQLAlchemy 2 ORM). API schemas live apart, in :mod:`service.wire.schemas`.
+"""Database tables (SQLAlchemy 2 ORM). API shapes: :mod:`service.wire`.
 
 - ``users`` and ``api_tokens``: who may call the API; tokens are stored as SHA-256 hashes.
 - ``sweeps``: one row per submitted spec, with its state, its driver's Ray job and token hash,
@@ -125,7 +125,8 @@ class Sweep(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType, doc="the validated spec, as stored")
+    spec_hash: Mapped[str] = mapped_column(String(64), doc="its content hash at submission")
     state: Mapped[str] = mapped_column(String(16), index=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     objective_metric: Mapped[str] = mapped_column(String(64))

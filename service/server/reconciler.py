@@ -30,8 +30,8 @@ from service.server import crud
 from service.server.dispatch.base import DispatcherUnavailable, JobInfo
 from service.server.launcher import Launcher
 from service.server.models import Sweep, utcnow
-from service.server.states import SweepState
 from service.settings import Settings
+from service.wire import SweepState
 
 __all__ = ["Reconciler", "Supervisor"]
 

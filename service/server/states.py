@@ -1,4 +1,4 @@
-"""Sweep states and trial statuses: the one place where transitions are allowed or refused.
+"""Sweep and trial transitions: the one place where a change of state is allowed or refused.
 
 A sweep moves ``queued → starting → running → succeeded | failed``; a cancel passes through
 ``cancelling`` (while its driver is being stopped) to ``cancelled``; a finished sweep can be
@@ -18,51 +18,21 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import StrEnum
 from types import MappingProxyType
 
+from service.wire.states import FINAL_TRIAL_STATUSES, SweepState, TrialStatus
+
 __all__ = [
-    "ACTIVE_SWEEP_STATES",
-    "FINAL_SWEEP_STATES",
-    "FINAL_TRIAL_STATUSES",
     "SWEEP_TRANSITIONS",
     "TRIAL_TRANSITIONS",
     "IllegalTransition",
-    "SweepState",
-    "TrialStatus",
     "check_sweep_transition",
     "check_trial_transition",
 ]
 
 
-class SweepState(StrEnum):
-    """Where a sweep is in its life."""
-
-    QUEUED = "queued"
-    STARTING = "starting"
-    RUNNING = "running"
-    CANCELLING = "cancelling"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class TrialStatus(StrEnum):
-    """Where a trial is in its life."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    PRUNED = "pruned"
-    FAILED = "failed"
-    DIVERGED = "diverged"
-
-
 _S = SweepState
-FINAL_SWEEP_STATES = frozenset({_S.SUCCEEDED, _S.FAILED, _S.CANCELLED})
-"""States a sweep only leaves by being resumed."""
-ACTIVE_SWEEP_STATES = frozenset({_S.STARTING, _S.RUNNING, _S.CANCELLING})
-"""States in which a driver may be alive (they count against ``max_concurrent_sweeps``)."""
+_T = TrialStatus
 
 SWEEP_TRANSITIONS: Mapping[SweepState, frozenset[SweepState]] = MappingProxyType(
     {
@@ -83,9 +53,6 @@ SWEEP_TRANSITIONS: Mapping[SweepState, frozenset[SweepState]] = MappingProxyType
         _S.CANCELLED: frozenset({_S.QUEUED}),
     }
 )
-
-_T = TrialStatus
-FINAL_TRIAL_STATUSES = frozenset({_T.COMPLETED, _T.PRUNED, _T.FAILED, _T.DIVERGED})
 
 TRIAL_TRANSITIONS: Mapping[TrialStatus, frozenset[TrialStatus]] = MappingProxyType(
     {

@@ -27,8 +27,8 @@ from service.server.api.context import AppContext
 from service.server.api.main import create_app
 from service.server.auth import create_token
 from service.server.dispatch import LocalRayHead, RayJobDispatcher
-from service.server.states import SweepState
 from service.settings import Settings
+from service.wire import SweepState
 from tests.service.fakes import FakeDispatcher
 from trainers.ddp_probe import free_port
 

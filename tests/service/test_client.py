@@ -23,8 +23,7 @@ from service.client import (
     ServiceUnreachable,
     Unauthorized,
 )
-from tests.service.cli.conftest import Cli
-from tests.service.conftest import event, free_port
+from tests.service.conftest import Api, event, free_port
 
 
 def _client(handler: Callable[[httpx.Request], httpx.Response]) -> ExtrapClient:
@@ -178,13 +177,16 @@ def test_events_do_not_retry_an_error_answer() -> None:
 # -- against the real service --------------------------------------------------------------
 
 
-def test_events_replay_after_an_id_on_the_real_service(cli: Cli) -> None:
-    sweep_id = cli.api.submit(cli.headers)
-    driver = cli.api.launch(sweep_id)
-    cli.api.push(
-        sweep_id, driver, event("sweep_running"), event("sweep_finished", state="succeeded")
-    )
-    with ExtrapClient(cli.api.url, cli.token) as client:
+def _token(headers: dict[str, str]) -> str:
+    return headers["Authorization"].removeprefix("Bearer ")
+
+
+def test_events_replay_after_an_id_on_the_real_service(api: Api) -> None:
+    headers = api.user()
+    sweep_id = api.submit(headers)
+    driver = api.launch(sweep_id)
+    api.push(sweep_id, driver, event("sweep_running"), event("sweep_finished", state="succeeded"))
+    with ExtrapClient(api.url, _token(headers)) as client:
         everything = list(client.events(sweep_id))
         states = [e.data["state"] for e in everything if e.event == "state"]
         assert states[-1] == "succeeded"
@@ -192,8 +194,8 @@ def test_events_replay_after_an_id_on_the_real_service(cli: Cli) -> None:
     assert [e.id for e in later] == [e.id for e in everything[2:]]
 
 
-def test_typed_answers_from_the_real_service(cli: Cli) -> None:
-    with ExtrapClient(cli.api.url, cli.token) as client:
+def test_typed_answers_from_the_real_service(api: Api) -> None:
+    with ExtrapClient(api.url, _token(api.user())) as client:
         created = client.create_sweep({"name": "typed", **_small_spec()})
         assert client.get_sweep(created.id).name == "typed"
         assert [s.id for s in client.list_sweeps(states=["queued"]).data] == [created.id]

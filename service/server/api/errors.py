@@ -21,8 +21,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from search_spaces import FieldError, SpecError
 from service.server.crud import SweepNotFound
 from service.server.states import IllegalTransition
+from service.wire import ErrorBody, ErrorPublic, invalid_body
 
-__all__ = ["ApiError", "error_body", "field_errors", "install_error_handlers"]
+__all__ = ["ApiError", "install_error_handlers"]
 
 log = logging.getLogger(__name__)
 
@@ -77,27 +78,20 @@ class ApiError(Exception):
     @classmethod
     def invalid(cls, errors: Sequence[FieldError], code: str = "invalid_spec") -> ApiError:
         """A 422 listing every field error (``field`` is the first one's path)."""
-        first = errors[0] if errors else FieldError("", "invalid")
-        message = str(first) if len(errors) == 1 else f"{len(errors)} problems; first: {first}"
-        return cls(422, code, message, field=first.path or None, details=field_errors(errors))
+        body = invalid_body(errors, code=code)
+        return cls(422, body.code, body.message, field=body.field, details=body.details)
 
-
-def field_errors(errors: Sequence[FieldError]) -> list[dict[str, Any]]:
-    return [{"field": error.path or None, "message": error.message} for error in errors]
-
-
-def error_body(
-    code: str,
-    message: str,
-    *,
-    field: str | None = None,
-    details: Sequence[dict[str, Any]] = (),
-) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "field": field, "details": list(details)}}
+    def public(self) -> ErrorPublic:
+        """The response body."""
+        return ErrorPublic(
+            error=ErrorBody(
+                code=self.code, message=self.message, field=self.field, details=self.details
+            )
+        )
 
 
 def _response(error: ApiError) -> JSONResponse:
-    body = error_body(error.code, error.message, field=error.field, details=error.details)
+    body = error.public().model_dump(mode="json")
     return JSONResponse(body, status_code=error.status, headers=error.headers)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from service.server.db import Database
 from service.server.models import Sweep, Trial
-from service.server.states import SweepState, TrialStatus
+from service.wire import SweepState, TrialStatus
 
 __all__ = ["AppMetrics"]
 

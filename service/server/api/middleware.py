@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client import Histogram
 
-from service.server.api.errors import error_body
+from service.server.api.errors import ApiError
 
 __all__ = ["BodySizeLimit", "RequestMetrics"]
 
@@ -82,13 +82,13 @@ class BodySizeLimit:
         return b"".join(chunks)
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            error_body(
-                "body_too_large",
-                f"the request body exceeds the limit of {self.max_bytes} bytes",
-                details=[{"max_bytes": self.max_bytes}],
-            )
-        ).encode()
+        error = ApiError(
+            413,
+            "body_too_large",
+            f"the request body exceeds the limit of {self.max_bytes} bytes",
+            details=[{"max_bytes": self.max_bytes}],
+        )
+        body = json.dumps(error.public().model_dump(mode="json")).encode()
         await send(
             {
                 "type": "http.response.start",

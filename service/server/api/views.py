@@ -10,9 +10,8 @@ import yaml
 from search_spaces import get_searchable
 from search_spaces.space import nest_dotted
 from service.server.models import Sweep, Trial
-from service.server.states import SweepState
 from service.settings import Settings
-from service.wire.schemas import BestPublic, BestSoFar, ObjectivePublic, SweepPublic
+from service.wire import BestPublic, BestSoFar, ObjectivePublic, SweepPublic, SweepState
 
 __all__ = ["best_public", "best_yaml", "job_overrides", "mlflow_url", "sweep_public"]
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from service.runtime.driver import HttpEventSink
-from service.runtime.events import make_event
+from service.wire import make_event
 
 
 def _sink(handler: Any) -> HttpEventSink:

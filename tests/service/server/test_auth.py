@@ -72,7 +72,7 @@ def test_driver_token_reaches_only_its_own_sweep(api: Api) -> None:
 
 
 def test_relaunch_replaces_the_driver_token(api: Api) -> None:
-    from service.server.states import SweepState
+    from service.wire import SweepState
 
     sweep_id = api.submit(api.user())
     first = api.launch(sweep_id)

@@ -27,7 +27,7 @@ from tests.service.conftest import (
     start_server,
 )
 
-STAND_IN = Path(__file__).with_name("stand_in_driver.py")
+STAND_IN = Path(__file__).parent.parent / "stand_in_driver.py"
 ADMIN = bearer(ADMIN_TOKEN)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from search_spaces.spec import spec_hash
 from tests.service.conftest import Api, event
 
 
@@ -45,8 +46,12 @@ def test_spec_endpoint_gives_the_driver_what_it_needs(api: Api) -> None:
     driver = api.launch(sweep_id)
     body = api.client.get(f"/internal/v1/sweeps/{sweep_id}/spec", headers=driver).json()
     assert body["sweep_id"] == sweep_id
-    assert body["spec"]["search"]["num_trials"] == 4
-    assert body["spec"]["search"]["max_concurrent_trials"] == api.settings.max_concurrent_trials
+    assert body["num_trials"] == 4
+    assert body["max_concurrent_trials"] == api.settings.max_concurrent_trials
+    # The spec exactly as validated and stored at submission, with the hash recorded then.
+    stored = api.client.get(f"/v1/sweeps/{sweep_id}", headers=api.admin).json()["spec"]
+    assert body["spec"] == stored
+    assert body["spec_hash"] == spec_hash(stored)
     assert body["attempt"] == 1
     assert body["storage_path"] == api.settings.resolved_storage_path
     assert body["mlflow_tracking_uri"] == api.settings.resolved_mlflow_tracking_uri

@@ -8,7 +8,7 @@ from service.server import crud
 from service.server.dispatch.base import JobStatus
 from service.server.models import utcnow
 from service.server.reconciler import Reconciler
-from service.server.states import ACTIVE_SWEEP_STATES, SweepState
+from service.wire import ACTIVE_SWEEP_STATES, SweepState
 from tests.service.conftest import Api, bearer, event
 
 

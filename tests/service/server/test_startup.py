@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from service.server.api.main import create_app
-from service.server.states import SweepState
+from service.wire import SweepState
 from tests.service.conftest import (
     ADMIN_TOKEN,
     LiveServer,

@@ -7,11 +7,10 @@ import pytest
 from service.server.states import (
     SWEEP_TRANSITIONS,
     IllegalTransition,
-    SweepState,
-    TrialStatus,
     check_sweep_transition,
     check_trial_transition,
 )
+from service.wire import SweepState, TrialStatus
 
 S, T = SweepState, TrialStatus
 

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from service.server.api.context import AppContext
 from service.server.api.deps import ContextDep
-from service.server.api.errors import error_body
+from service.server.api.errors import ApiError
 from service.server.dispatch.base import DispatcherUnavailable
 
 __all__ = ["router"]
@@ -87,7 +87,8 @@ def readyz(ctx: ContextDep) -> Response:
         return JSONResponse({"status": "ready", "checks": checks})
     message = "not ready: " + "; ".join(f"{name} {status}" for name, status in failing.items())
     details = [{"dependency": name, "status": status} for name, status in failing.items()]
-    body = {**error_body("not_ready", message, details=details), "checks": checks}
+    error = ApiError(503, "not_ready", message, details=details)
+    body = {**error.public().model_dump(mode="json"), "checks": checks}
     return JSONResponse(body, status_code=503)
 
 

@@ -14,8 +14,13 @@ from service.server.api.deps import ContextDep, DriverSweep
 from service.server.api.errors import ApiError
 from service.server.events import InvalidEvent, apply_events, parse_events
 from service.server.launcher import heartbeat_interval_s
-from service.server.states import FINAL_SWEEP_STATES, SweepState
-from service.wire.schemas import DriverEventsIn, DriverEventsResult, DriverSpecPublic
+from service.wire import (
+    FINAL_SWEEP_STATES,
+    DriverEventsIn,
+    DriverEventsResult,
+    DriverSpecPublic,
+    SweepState,
+)
 
 __all__ = ["router"]
 
@@ -28,19 +33,16 @@ _CLOSED = frozenset({*FINAL_SWEEP_STATES, SweepState.QUEUED})
 @router.get("/spec", response_model=DriverSpecPublic, summary="The driver's instructions")
 def driver_spec(sweep: DriverSweep, ctx: ContextDep) -> DriverSpecPublic:
     settings = ctx.settings
-    spec = dict(sweep.spec)
-    search = dict(spec.get("search") or {})
-    search["num_trials"] = sweep.num_trials
     cap = settings.max_concurrent_trials
-    concurrent = search.get("max_concurrent_trials")
-    search["max_concurrent_trials"] = cap if concurrent is None else min(int(concurrent), cap)
-    spec["search"] = search
+    concurrent = (sweep.spec.get("search") or {}).get("max_concurrent_trials")
     return DriverSpecPublic(
         sweep_id=sweep.id,
-        spec=spec,
+        spec=sweep.spec,
+        spec_hash=sweep.spec_hash,
         attempt=sweep.driver_attempts,
         num_trials=sweep.num_trials,
         add_trials=sweep.add_trials,
+        max_concurrent_trials=cap if concurrent is None else min(int(concurrent), cap),
         mlflow_tracking_uri=settings.resolved_mlflow_tracking_uri,
         mlflow_experiment_id=sweep.mlflow_experiment_id,
         mlflow_run_id=sweep.mlflow_run_id,

@@ -21,7 +21,7 @@ from service.server import crud
 from service.server.api.deps import ContextDep, CurrentUser
 from service.server.api.errors import ApiError
 from service.server.dispatch.base import DispatcherUnavailable
-from service.server.states import FINAL_SWEEP_STATES, SweepState
+from service.wire import FINAL_SWEEP_STATES, SweepState
 
 __all__ = ["router"]
 

@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel
 
 from search_spaces import SweepSpec
 from service.server import cleanup, crud
@@ -19,27 +18,23 @@ from service.server.api.views import best_public, best_yaml, sweep_public
 from service.server.dispatch.base import DispatcherUnavailable
 from service.server.models import Sweep
 from service.server.policy import placement_problems, policy_errors, trial_budget_error
-from service.server.states import (
+from service.server.states import IllegalTransition
+from service.wire import (
     ACTIVE_SWEEP_STATES,
     FINAL_SWEEP_STATES,
-    IllegalTransition,
+    BestPublic,
+    DryRunPublic,
+    ResumeRequest,
+    SweepPublic,
+    SweepsPublic,
     SweepState,
 )
-from service.wire.schemas import BestPublic, ResumeRequest, SweepPublic, SweepsPublic
 
 __all__ = ["router"]
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
-
-
-class DryRunPublic(BaseModel):
-    """A dry run's verdict: the spec as it would be stored, and the resources it needs."""
-
-    valid: Literal[True] = True
-    spec: dict[str, Any]
-    resources: dict[str, Any] | None
 
 
 def _check_cluster(ctx: ContextDep, spec: SweepSpec, *, required: bool) -> dict[str, Any] | None:

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Query
 from service.server import crud
 from service.server.api.deps import CurrentUser, SessionDep
 from service.server.api.errors import ApiError
-from service.server.states import TrialStatus
-from service.wire.schemas import (
+from service.wire import (
     EpochMetricsPublic,
     TrialDetailPublic,
     TrialPublic,
     TrialsPublic,
+    TrialStatus,
 )
 
 __all__ = ["router"]
