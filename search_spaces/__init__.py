@@ -14,7 +14,7 @@ Example:
     ... search: {num_trials: 6}
     ... ''')
     >>> spec.based_on, spec.objective.metric
-    ('extrap-paper', 'accuracy')
+    ('extrap-paper', 'val_accuracy')
 """
 
 from __future__ import annotations

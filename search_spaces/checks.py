@@ -71,15 +71,30 @@ def _check_space_options(spec: SweepSpec, workload: WorkloadInfo | None) -> list
     if workload is None:
         return []
     known = list(workload.options_model.model_fields)
-    return [
-        FieldError(
-            f"space.{name}",
-            f"workload {workload.name!r} has no option {name.removeprefix(WORKLOAD_PREFIX)!r}: "
-            f"use one of {', '.join(WORKLOAD_PREFIX + o for o in known) or '(it has none)'}",
-        )
-        for name in spec.space
-        if name.startswith(WORKLOAD_PREFIX) and name.removeprefix(WORKLOAD_PREFIX) not in known
-    ]
+    errors: list[FieldError] = []
+    for name in spec.space:
+        if not name.startswith(WORKLOAD_PREFIX):
+            continue
+        option = name.removeprefix(WORKLOAD_PREFIX)
+        if option not in known:
+            errors.append(
+                FieldError(
+                    f"space.{name}",
+                    f"workload {workload.name!r} has no option {option!r}: use one of "
+                    f"{', '.join(WORKLOAD_PREFIX + o for o in known) or '(it has none)'}",
+                )
+            )
+        elif option in workload.fixed_options:
+            errors.append(
+                FieldError(
+                    f"space.{name}",
+                    f"{option!r} defines the data of workload {workload.name!r} (which "
+                    "samples are training, validation and test data), and every trial must be "
+                    "compared on the same data split, so it cannot be searched: set it once "
+                    f"under job.workload_options ({option}: <value>) and remove it from space",
+                )
+            )
+    return errors
 
 
 def _check_objectives(spec: SweepSpec, workload: WorkloadInfo | None) -> list[FieldError]:

@@ -123,7 +123,12 @@ class SearchConfig(_Strict):
     max_retries: int = Field(1, ge=0, description="restarts of a crashed trial from its checkpoint")
     trial_timeout_s: float | None = Field(None, gt=0, description="wall-clock limit per trial")
     seed: int = Field(0, description="seeds the sampler")
-    keep_checkpoints: int = Field(1, ge=1, description="checkpoints kept per trial (newest)")
+    keep_checkpoints: int = Field(
+        1, ge=1, description="checkpoints kept per trial: the best by the objective, and the last"
+    )
+    checkpoint_every: int = Field(
+        1, ge=1, description="checkpoint a trial every this many epochs (its last epoch always)"
+    )
 
     @field_validator("scheduler", mode="before")
     @classmethod

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
+from trainers.optim.variants import VARIANTS
+
 __all__ = [
     "SEARCHABLE_PARAMS",
     "WORKLOAD_PREFIX",
@@ -78,7 +80,7 @@ _PARAMS = (
     SearchableParam(
         "extrapolation",
         "optimizer.extrapolation",
-        "variant: none, gradient, noise, gradient+noise, past, sam",
+        f"variant: {', '.join(VARIANTS)}",
         _CHOICE,
     ),
     SearchableParam("gamma", "optimizer.gamma", "absolute extrapolation step (SAM: the radius)"),

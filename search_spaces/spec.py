@@ -10,7 +10,7 @@ Example:
     ...     "space": {"lr": {"low": 0.01, "high": 1.0, "log": True}},
     ... })
     >>> spec.objective.metric, spec.search.sampler, spec.mlflow_experiment
-    ('accuracy', 'tpe', 'mnist1d-lr')
+    ('val_accuracy', 'tpe', 'mnist1d-lr')
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from search_spaces.checks import lookup_workload, run_checks
 from search_spaces.errors import FieldError, SpecError
-from search_spaces.objective import Objective
+from search_spaces.objective import Objective, validation_metric
 from search_spaces.presets import UnknownPresetError, load_preset, merge_preset
 from search_spaces.search import SearchConfig
 from search_spaces.space import ParamSpec, check_space
@@ -73,7 +73,11 @@ class SweepSpec(BaseModel):
         extra="forbid", title="SweepSpec", json_schema_extra=_optional_in_schema("objective")
     )
 
-    version: Literal[1] = Field(1, description="schema version; stored specs keep theirs")
+    version: Literal[2] = Field(
+        2,
+        description="schema version: 2 tunes on validation figures (version 1, which optimized "
+        "test figures, is no longer accepted; stored sweeps keep theirs)",
+    )
     name: str = Field(..., description="slug: lowercase letters, digits, '.', '_', '-'")
     description: str | None = None
     preset: str | None = Field(
@@ -108,6 +112,17 @@ class SweepSpec(BaseModel):
         if data.get("mlflow_experiment") is None:
             data["mlflow_experiment"] = data.get("name")
         return data
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _check_version(cls, value: Any) -> Any:
+        if value == 1:
+            raise ValueError(
+                "version 1 specs optimized test-set figures; this product tunes on validation "
+                "figures now: drop `version` (or set 2) and name a validation objective, "
+                "e.g. val_accuracy"
+            )
+        return value
 
     @field_validator("name")
     @classmethod
@@ -205,5 +220,5 @@ def _default_objective(job: Any) -> dict[str, str]:
     info = lookup_workload(workload) if isinstance(workload, str) else None
     if info is None:
         # The spec fails on job.workload anyway; a placeholder keeps that the only error.
-        return {"metric": "test_loss", "mode": "min"}
-    return {"metric": info.metric, "mode": info.metric_mode}
+        return {"metric": "val_loss", "mode": "min"}
+    return {"metric": validation_metric(info.metric), "mode": info.metric_mode}

@@ -54,7 +54,7 @@ TINY_SPEC: dict[str, Any] = {
             "when": {"extrapolation": ["gradient"]},
         },
     },
-    "objective": {"metric": "accuracy", "mode": "max"},
+    "objective": {"metric": "val_accuracy", "mode": "max"},
     "search": {
         "sampler": "tpe",
         "num_trials": 3,
@@ -90,8 +90,8 @@ def finished_sweep(
     ray_session: Any, test_data_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> FinishedSweep:
     from search_spaces import load_spec
+    from service.runtime.driver import run_sweep
     from service.runtime.events import ListSink
-    from service.runtime.runner import run_sweep
 
     home = tmp_path_factory.mktemp("finished-sweep")
     spec = load_spec(tiny_spec(test_data_dir))

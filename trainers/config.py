@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from trainers.optim.variants import VARIANTS, variant_info
 
 __all__ = [
-    "EXTRAPOLATION_VARIANTS",
     "GammaScheduleConfig",
     "GammaScheduleKind",
     "OptimizerConfig",
@@ -26,12 +27,7 @@ __all__ = [
     "TrainJobConfig",
 ]
 
-# Kept in step with trainers.optim.ExtrapSGD (a test checks the two agree); duplicated here so
-# that validating a config never imports torch.
-EXTRAPOLATION_VARIANTS = ("none", "gradient", "noise", "gradient+noise", "past", "sam")
-
 GammaScheduleKind = Literal["follow_lr", "constant", "cosine", "linear"]
-Extrapolation = Literal["none", "gradient", "noise", "gradient+noise", "past", "sam"]
 
 
 class _Strict(BaseModel):
@@ -49,13 +45,23 @@ class OptimizerConfig(_Strict):
     momentum: float = Field(0.9, ge=0)
     nesterov: bool = False
     weight_decay: float = Field(0.0, ge=0)
-    extrapolation: Extrapolation = "gradient"
+    # A name from the variant registry (torch-free); the schema still lists them for OpenAPI.
+    extrapolation: str = Field(
+        "gradient",
+        description="the extrapolation variant (docs/optimizer.md)",
+        json_schema_extra={"enum": list(VARIANTS)},
+    )
     gamma: float | None = Field(None, ge=0)
     gamma_ratio: float = Field(0.1, ge=0)
     noise_std: float = Field(0.0, ge=0)
     noise: Literal["gaussian", "uniform"] = "gaussian"
     extrapolation_momentum: bool = False
     trust_coefficient: float | None = Field(None, gt=0)
+
+    @field_validator("extrapolation")
+    @classmethod
+    def _known_variant(cls, value: str) -> str:
+        return variant_info(value).name  # ValueError naming the value and the valid names
 
     @model_validator(mode="after")
     def _check_combination(self) -> OptimizerConfig:
@@ -83,6 +89,25 @@ class ScheduleConfig(_Strict):
     decay_factor: float = Field(0.1, gt=0, le=1, description="multistep: lr *= this")
     power: float = Field(1.0, gt=0, description="polynomial: decay exponent")
     final_lr_fraction: float = Field(0.0, ge=0, le=1, description="cosine/polynomial floor")
+
+    def lr_schedule_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`trainers.optim.build_lr_scheduler` this config sets.
+
+        All but ``steps_per_epoch`` and ``epochs`` (the job's) and without
+        ``reference_batch_size`` (the linear scaling rule is applied to the peak beforehand).
+
+        Example:
+            >>> ScheduleConfig(warmup_epochs=2, decay="cosine").lr_schedule_options()["decay"]
+            'cosine'
+        """
+        return {
+            "warmup_epochs": self.warmup_epochs,
+            "decay": self.decay,
+            "milestones": tuple(self.milestones),
+            "decay_factor": self.decay_factor,
+            "power": self.power,
+            "final_lr_fraction": self.final_lr_fraction,
+        }
 
     @model_validator(mode="after")
     def _check_milestones(self) -> ScheduleConfig:
@@ -166,7 +191,11 @@ class TrainJobConfig(_Strict):
 
     @property
     def gamma_schedule_kind(self) -> GammaScheduleKind:
-        """The gamma schedule in force: the configured kind, or the one implied by gamma."""
+        """The gamma schedule in force: the configured kind, or the one implied by gamma.
+
+        The one place the kind is resolved; the training loop passes it to
+        :class:`trainers.optim.GammaScheduler` as it is.
+        """
         if self.gamma_schedule.kind is not None:
             return self.gamma_schedule.kind
         return "follow_lr" if self.optimizer.gamma is None else "constant"

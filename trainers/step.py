@@ -23,9 +23,10 @@ updates to the running mean/var are undone. The running statistics thus describe
 iterates, as in SGD, and are updated once per micro-batch per step, as in SGD. One-pass variants
 have only the pass at x_{t+1/2}, which updates them.
 
-After the communicated backward one small all-reduce carries [loss sum, unit count, non-finite
-flag] so that every rank divides by the same global unit count and decides divergence together
-(no rank is left waiting at a barrier).
+After the communicated backward one small all-reduce carries the loss sums and unit counts (a
+NaN propagates through it), so that every rank divides by the same global unit count, decides
+divergence together (no rank is left waiting at a barrier) and counts the step's gradient
+evaluations the same way.
 """
 
 from __future__ import annotations
@@ -57,11 +58,14 @@ class StepResult:
             x_{t+1/2} (the only pass) for one-pass variants.
         units: samples (or tokens) in the global batch.
         diverged: the loss was NaN/inf or above the bound on some rank; the update was skipped.
+        gradient_units: samples (or tokens) that went through a backward pass in this step,
+            summed over both passes and all ranks: the step's gradient evaluations.
     """
 
     loss: float
     units: int
     diverged: bool
+    gradient_units: int = 0
 
 
 @contextlib.contextmanager
@@ -157,13 +161,17 @@ class ExtrapStepper:
             second = self._accumulate(micro_batches, communicate_last=True)
 
         reported = first if first is not None else second
-        units = torch.tensor([second[1], reported[1]], dtype=torch.float64, device=self._device)
+        first_units = first[1] if first is not None else 0
+        units = torch.tensor(
+            [second[1], reported[1], first_units], dtype=torch.float64, device=self._device
+        )
         stats = torch.cat([torch.stack([second[0], reported[0]]), units])
         distributed = dist.is_available() and dist.is_initialized()
         world = dist.get_world_size() if distributed else 1
         if distributed:
             dist.all_reduce(stats)  # the one small control all-reduce (NaN propagates through it)
-        loss_sum, report_sum, units_total, report_units = stats.tolist()
+        loss_sum, report_sum, units_total, report_units, first_total = stats.tolist()
+        backward_units = int(units_total + first_total)
         loss = report_sum / max(report_units, 1.0)
         diverged = not (
             math.isfinite(loss_sum) and math.isfinite(loss) and loss <= self.divergence_bound
@@ -172,14 +180,14 @@ class ExtrapStepper:
             # Restore x_t without an update (no parameter has a gradient); the caller stops.
             optimizer.zero_grad(set_to_none=True)
             optimizer.step()
-            return StepResult(loss=loss, units=int(report_units), diverged=True)
+            return StepResult(loss, int(report_units), True, backward_units)
         # DDP averaged the per-rank SUMS over `world` ranks; dividing by the mean unit count
         # gives sum_k S_k / sum_k T_k: the exact mean over the global batch, the same on all ranks.
         self._scale_grads(world / max(units_total, 1.0))
         if self.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self._params, self.clip_grad_norm)
         optimizer.step()
-        return StepResult(loss=loss, units=int(report_units), diverged=False)
+        return StepResult(loss, int(report_units), False, backward_units)
 
     def _accumulate(
         self, micro_batches: Sequence[Batch], *, communicate_last: bool

@@ -16,24 +16,18 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 if TYPE_CHECKING:
-    from service.server.db import Database
+    from service.settings import Settings
 
 __all__ = ["app"]
 
 app = typer.Typer(name="admin", help="Manage users and API tokens (works on the database).")
 
 
-def _database() -> Database:
+def _settings() -> Settings:
     # Imported here so that `extrap --help` stays instant.
-    from service.server.db import Database
-    from service.server.migrations import upgrade
     from service.settings import Settings
 
-    settings = Settings()  # fresh: the environment may differ from the cached settings
-    settings.home.mkdir(parents=True, exist_ok=True)
-    database = Database(settings.resolved_database_url)
-    upgrade(database)
-    return database
+    return Settings()  # fresh: the environment may differ from the cached settings
 
 
 def _exit_with_error(message: str) -> NoReturn:
@@ -48,16 +42,11 @@ def create_token(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Create a token (and the user if new); the token is printed once, only its hash is kept."""
-    from service.server.auth import create_token as create
+    from service.server.tokens import issue_token
 
     if not user.strip() or len(user) > 64:
         _exit_with_error("--user must be 1 to 64 characters")
-    database = _database()
-    try:
-        with database.write() as session:
-            issued = create(session, user_name=user.strip(), admin=admin)
-    finally:
-        database.dispose()
+    issued = issue_token(_settings(), user=user.strip(), admin=admin)
     if as_json:
         typer.echo(
             json.dumps(
@@ -80,15 +69,9 @@ def revoke_token(
     token_or_id: Annotated[str, typer.Argument(help="the token itself, or its numeric id")],
 ) -> None:
     """Revoke a token: requests with it get 401 from then on."""
-    from service.server.auth import revoke_token as revoke
+    from service.server.tokens import revoke
 
-    database = _database()
-    try:
-        with database.write() as session:
-            row = revoke(session, token_or_id=token_or_id.strip())
-            token_id = row.id if row is not None else None
-    finally:
-        database.dispose()
+    token_id = revoke(_settings(), token_or_id.strip())
     if token_id is None:
         _exit_with_error("no such token")
     typer.echo(f"revoked token {token_id}")
@@ -99,26 +82,9 @@ def list_tokens(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """List tokens (id, user, prefix, created, revoked); secrets are never shown."""
-    from sqlalchemy import select
+    from service.server.tokens import list_tokens as listed
 
-    from service.server.models import ApiToken
-
-    database = _database()
-    try:
-        with database.read() as session:
-            rows = [
-                {
-                    "id": token.id,
-                    "user": token.user.name,
-                    "admin": token.user.is_admin,
-                    "prefix": token.prefix,
-                    "created_at": token.created_at.isoformat(),
-                    "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None,
-                }
-                for token in session.execute(select(ApiToken).order_by(ApiToken.id)).scalars()
-            ]
-    finally:
-        database.dispose()
+    rows = listed(_settings())
     if as_json:
         typer.echo(json.dumps(rows))
         return

@@ -10,7 +10,6 @@ import contextlib
 import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -60,12 +59,6 @@ def validate(spec: SpecPath, as_json: JsonFlag = False) -> None:
     )
 
 
-def _settings() -> Any:
-    from service.settings import Settings
-
-    return Settings()
-
-
 def run(
     spec: SpecPath,
     sweep_id: Annotated[str | None, typer.Option(help="default: <name>-<time>")] = None,
@@ -79,26 +72,20 @@ def run(
     loaded = _load_spec_or_exit(spec)
     if resume and not sweep_id:
         exit_with_error("--resume needs --sweep-id (the id printed when the sweep started)")
-    settings = _settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
     sweep_id = sweep_id or f"{loaded.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    tracking_uri = settings.resolved_mlflow_tracking_uri
 
     from service.cli._progress import SweepProgress
-    from service.runtime.events import CallbackSink
-    from service.runtime.runner import SweepRejected, run_sweep
+    from service.runtime.local import SweepRejected, run_here, tracking_uri
 
     progress = SweepProgress.for_spec(loaded, quiet=as_json)
     if not as_json:
         typer.echo(f"sweep {sweep_id}: {loaded.search.num_trials} trials of {loaded.job.workload}")
     try:
         with progress:
-            outcome = run_sweep(
+            outcome = run_here(
                 loaded,
                 sweep_id=sweep_id,
-                storage_path=settings.resolved_storage_path,
-                tracking_uri=tracking_uri,
-                events=CallbackSink(progress.on_event),
+                on_event=progress.on_event,
                 resume=resume,
                 add_trials=add_trials,
             )
@@ -115,7 +102,7 @@ def run(
             }
         )
     else:
-        progress.print_summary(outcome, tracking_uri)
+        progress.print_summary(outcome, tracking_uri())
     if outcome.state != "succeeded":
         raise typer.Exit(1)
 
@@ -137,47 +124,24 @@ def train(
             where = ".".join(str(p) for p in item["loc"]) or "job"
             typer.echo(f"{job_file}: {where}: {item['msg']}", err=True)
         exit_with_error(f"{job_file} is not a valid training job")
-    settings = _settings()
-    runs = Path(settings.resolved_storage_path)
-    runs.mkdir(parents=True, exist_ok=True)
-    metrics_file = runs / f"train-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
-    metrics_file.touch()
-    stop = threading.Event()
+    from service.runtime.local import train_here
 
-    def follow() -> None:  # print epochs as the Train controller writes them
-        with metrics_file.open() as lines:
-            while not stop.is_set():
-                line = lines.readline()
-                if not line:
-                    time.sleep(0.2)
-                    continue
-                metrics = json.loads(line)
-                if as_json:
-                    typer.echo(line.rstrip())
-                else:
-                    shown = ", ".join(
-                        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                        for k, v in metrics.items()
-                        if k not in ("resumed_from_epoch", "checkpoint_path")
-                    )
-                    typer.echo(f"epoch {shown}")
+    def show(metrics: dict[str, Any]) -> None:
+        if as_json:
+            typer.echo(json.dumps(metrics, default=str))
+            return
+        shown = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in metrics.items()
+            if k not in ("resumed_from_epoch", "checkpoint_path")
+        )
+        typer.echo(f"epoch {shown}")
 
-    from service.runtime.runner import ensure_ray
-    from trainers.job import run_job
-
-    ensure_ray(1)
-    follower = threading.Thread(target=follow, daemon=True)
-    follower.start()
-    try:
-        result = run_job(job, storage_path=str(runs), metrics_file=metrics_file)
-    finally:
-        time.sleep(0.5)
-        stop.set()
-        follower.join(timeout=2)
-    if result.error:
-        exit_with_error(f"training failed: {result.error}")
+    path, error = train_here(job, on_epoch=show)
+    if error:
+        exit_with_error(f"training failed: {error}")
     if not as_json:
-        typer.echo(f"checkpoints: {result.path}")
+        typer.echo(f"checkpoints: {path}")
 
 
 def presets(as_json: JsonFlag = False) -> None:
@@ -238,8 +202,9 @@ def ui(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
 ) -> None:
     """Open MLflow's UI on the configured tracking store (prints the URL, runs until Ctrl-C)."""
-    settings = _settings()
-    uri = settings.resolved_mlflow_tracking_uri
+    from service.settings import Settings
+
+    uri = Settings().resolved_mlflow_tracking_uri
     if uri.startswith(("http://", "https://")):
         typer.echo(f"MLflow UI: {uri}  (the tracking server serves it)")
         return

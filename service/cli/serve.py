@@ -103,8 +103,7 @@ def serve(
     import uvicorn
     from pydantic import ValidationError
 
-    from service.server.api.main import create_app
-    from service.server.auth import ADMIN_TOKEN_FILE
+    from service.server.api.main import ADMIN_TOKEN_FILE, create_app
     from service.settings import Settings
 
     overrides: dict[str, Any] = {

@@ -1,13 +1,20 @@
-"""The sweep driver: the process a Ray Job runs for one sweep of the service.
+"""The sweep driver: runs one sweep to its end, in ``extrap run`` or as a Ray Job of the service.
+
+:func:`run_sweep` is the one code path: it connects to Ray, checks that a trial can be placed,
+opens the sweep's MLflow parent run, runs (or resumes) its Tune segments
+(:mod:`service.runtime.segments`) and reports the best configuration.
+
+As a Ray Job of the service::
 
     python -m service.runtime.driver --sweep-id ID --api-url URL [--resume]
 
 with ``EXTRAP_DRIVER_TOKEN`` (the sweep's own token) in the environment. It fetches its
-instructions from ``GET /internal/v1/sweeps/{id}/spec``, runs :func:`run_sweep`, and pushes every
+instructions from ``GET /internal/v1/sweeps/{id}/spec`` (the spec exactly as validated at
+submission; only its content hash is checked here), runs :func:`run_sweep`, and pushes every
 event to ``POST /internal/v1/sweeps/{id}/events`` in order, batching what piles up, retrying
 while the service is down (applying events is idempotent, so a retry after a lost answer is
-harmless), with heartbeats in between. A 401 means the service replaced this driver with a newer
-launch: it stops pushing and exits.
+harmless), with heartbeats in between. A 401 means the service replaced this driver with a
+newer launch: it stops pushing and exits.
 """
 
 from __future__ import annotations
@@ -20,18 +27,165 @@ import queue
 import sys
 import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from search_spaces import SweepSpec, get_searchable
+from search_spaces.resources import placement_errors
+from service.runtime.callbacks import LIVE, LiveSweep, TrialRecord
+from service.runtime.events import EventSink, ListSink
+from service.runtime.ray_env import ensure_ray, tune_environment
+from service.runtime.segments import (
+    SEGMENT_PREFIX,
+    existing_segments,
+    run_segment,
+    segment_end,
+    segment_study,
+)
+from service.runtime.tracking import SweepTracker
 from service.wire import DriverSpecPublic, make_event
 
-__all__ = ["HttpEventSink", "main"]
+__all__ = ["HttpEventSink", "SweepOutcome", "SweepRejected", "main", "run_sweep"]
 
 log = logging.getLogger("extrap.driver")
 
 _MAX_BATCH = 200
 _RETRY_MAX_S = 10.0
+
+
+class SweepRejected(ValueError):
+    """The sweep cannot start (e.g. a trial could never be placed); nothing was run."""
+
+
+@dataclass
+class SweepOutcome:
+    """How a sweep ended."""
+
+    state: str  # succeeded | failed
+    reason: str | None
+    best: dict[str, Any] | None
+    trials: dict[str, TrialRecord]
+    mlflow_experiment_id: str
+    mlflow_run_id: str
+
+
+def _best_summary(spec: SweepSpec, record: TrialRecord) -> dict[str, Any]:
+    return {
+        "trial_id": record.trial_id,
+        "number": record.number,
+        "value": record.last[spec.objective.metric],
+        "params": record.params,
+        "metrics": record.last,
+        "job_overrides": {get_searchable(k).path: v for k, v in record.params.items()},
+    }
+
+
+def run_sweep(
+    spec: SweepSpec,
+    *,
+    sweep_id: str,
+    storage_path: str,
+    tracking_uri: str,
+    events: EventSink | None = None,
+    resume: bool = False,
+    add_trials: int = 0,
+) -> SweepOutcome:
+    """Run (or resume) a sweep to its end and return how it ended.
+
+    Args:
+        spec: the validated sweep spec.
+        sweep_id: names the sweep's folder and tags its MLflow runs.
+        storage_path: root for Tune and Train state and checkpoints.
+        tracking_uri: the MLflow tracking URI.
+        events: where progress events go (the service, or the CLI's display).
+        resume: continue the sweep's Tune experiments from storage instead of starting anew
+            (finished trials are not rerun; the Optuna history is kept).
+        add_trials: after the existing trials, run this many more with the same study.
+
+    Raises:
+        SweepRejected: a trial could never be placed on the cluster.
+    """
+    import ray
+
+    tune_environment()
+    ensure_ray(spec.search.max_concurrent_trials)
+    errors = placement_errors(spec.job, ray.cluster_resources())  # type: ignore[no-untyped-call]
+    if errors:
+        raise SweepRejected("; ".join(errors))
+    sink = events or ListSink()
+    sweep_root = f"{storage_path.rstrip('/')}/{sweep_id}"
+    if "://" not in sweep_root:
+        sweep_root = str(Path(sweep_root).resolve())
+    tracker = SweepTracker(spec, sweep_id=sweep_id, tracking_uri=tracking_uri)
+    state = LiveSweep(spec=spec, sweep_id=sweep_id, tracker=tracker, events=sink)
+    if resume:  # trials finished before the interruption count for the best configuration
+        for known in tracker.finished_trials(set(spec.space)):
+            state.trials[known["trial_id"]] = TrialRecord(**known)
+    LIVE[sweep_id] = state
+    sink.emit(
+        make_event(
+            "sweep_running",
+            mlflow_experiment_id=tracker.experiment_id,
+            mlflow_run_id=tracker.parent_run_id,
+        )
+    )
+    reason: str | None = None
+    try:
+        segments = existing_segments(sweep_root) if resume else []
+        for offset, path in segments:  # finished segments return at once
+            run_segment(spec, sweep_id, sweep_root, offset=offset, num_trials=0, path=path)
+        planned = segment_end(*segments[-1]) if segments else 0
+        # The total is the spec's num_trials (the service raises it on resume with
+        # add_trials), or what ran plus add_trials: a relaunched driver adds nothing twice.
+        target = max(spec.search.num_trials, planned + add_trials)
+        if target > planned:
+            previous = segments[-1][1] if segments else None
+            path = f"{sweep_root}/{SEGMENT_PREFIX}{planned:04d}"
+            run_segment(
+                spec,
+                sweep_id,
+                sweep_root,
+                offset=planned,
+                num_trials=target - planned,
+                path=path,
+                previous=previous,
+            )
+            segments.append((planned, path))
+        if state.failed >= spec.search.max_failed_trials:
+            reason = (
+                f"stopped: {state.failed} trials failed (search.max_failed_trials="
+                f"{spec.search.max_failed_trials}); see the failed trials' errors"
+            )
+        last_segment = segments[-1][1]
+    except Exception as error:  # the sweep fails with the reason; the caller reports it
+        log.exception("sweep %s failed", sweep_id)
+        reason = f"{type(error).__name__}: {error}"
+        last_segment = None
+    finally:
+        LIVE.pop(sweep_id, None)
+
+    best_record = state.best()
+    best = _best_summary(spec, best_record) if best_record else None
+    if reason is None and best is None:
+        reason = "no trial finished with the objective metric"
+    final_state = "failed" if reason else "succeeded"
+    study = segment_study(last_segment) if last_segment and "://" not in last_segment else None
+    tracker.finish_sweep(final_state, best=best, study=study)
+    sink.emit(make_event("sweep_finished", state=final_state, reason=reason, best=best))
+    return SweepOutcome(
+        state=final_state,
+        reason=reason,
+        best=best,
+        trials=state.trials,
+        mlflow_experiment_id=tracker.experiment_id,
+        mlflow_run_id=tracker.parent_run_id,
+    )
+
+
+# -- the service's Ray Job -------------------------------------------------------------------
 
 
 class DriverReplaced(RuntimeError):
@@ -166,7 +320,6 @@ def _run(
     sweep_id: str, instructions: DriverSpecPublic, sink: HttpEventSink, *, resume: bool
 ) -> int:
     from search_spaces import SweepSpec
-    from service.runtime.runner import SweepRejected, run_sweep
 
     try:  # validated in full at submission: only the content hash is checked here
         stored = SweepSpec.from_stored(instructions.spec, instructions.spec_hash)

@@ -28,7 +28,6 @@ import yaml
 
 from search_spaces import SweepSpec
 from search_spaces.space import nest_dotted
-from trainers.config import TrainJobConfig
 
 __all__ = ["SweepTracker", "flatten", "trial_run_name"]
 
@@ -37,7 +36,17 @@ TRIAL_TAG = "extrap.trial_id"
 KIND_TAG = "extrap.kind"
 STATUS_TAG = "extrap.status"
 # Reported per epoch but not worth a chart: identifiers and counters.
-_NOT_METRICS = frozenset({"epoch", "step", "resumed_from_epoch", "status", "checkpoint_path"})
+_NOT_METRICS = frozenset(
+    {
+        "epoch",
+        "step",
+        "status",
+        "checkpoint_path",
+        "first_step_time",
+        "worker_pids",
+        "should_checkpoint",
+    }
+)
 # What Ray Tune adds to every result (its bookkeeping, not the trial's measurements).
 TUNE_KEYS = frozenset(
     {
@@ -189,7 +198,7 @@ class SweepTracker:
         return _number_of(found[0].info.run_name or "")
 
     def trial_run(
-        self, trial_id: str, number: int, params: Mapping[str, Any], job: TrainJobConfig
+        self, trial_id: str, number: int, params: Mapping[str, Any], job: Mapping[str, Any]
     ) -> str:
         """The child run of a trial, created (with its params) on first use."""
         if trial_id in self._trial_runs:
@@ -207,7 +216,7 @@ class SweepTracker:
         )
         run_id = str(run.info.run_id)
         every = dict(params)
-        every.update({f"job.{k}": v for k, v in flatten(job.model_dump(mode="json"))})
+        every.update({f"job.{k}": v for k, v in flatten(job)})
         items = list(every.items())
         for start in range(0, len(items), 100):  # MLflow takes 100 params per batch
             self._log(run_id, params=dict(items[start : start + 100]))
@@ -240,6 +249,11 @@ class SweepTracker:
                 }
             )
         return trials
+
+    def tag_trial(self, trial_id: str, key: str, value: str) -> None:
+        run_id = self._trial_runs.get(trial_id)
+        if run_id is not None:
+            self._log(run_id, tags={key: value})
 
     def log_epoch(self, trial_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
         run_id = self._trial_runs.get(trial_id)

@@ -81,7 +81,7 @@ def test_per_step_figures(report: dict[str, Any], name: str) -> None:
         assert figures["grad_allreduce_bytes"] == passes * model["param_bytes"]
         assert figures["grad_allreduce_calls"] == passes * sgd_calls
         assert figures["control_allreduce_calls"] == 1.0
-        assert figures["control_allreduce_bytes"] == 4 * 8  # 4 float64 values
+        assert figures["control_allreduce_bytes"] == 5 * 8  # 5 float64: losses, units, backward units
         assert _positive(figures["step_seconds_median"])
 
 

@@ -21,8 +21,8 @@ from tests.search_spaces.conftest import SpecFactory
 def test_minimal_spec_gets_sane_defaults(spec_data: SpecFactory) -> None:
     spec = load_spec(spec_data())
 
-    assert spec.version == 1
-    assert (spec.objective.metric, spec.objective.mode) == ("accuracy", "max")
+    assert spec.version == 2
+    assert (spec.objective.metric, spec.objective.mode) == ("val_accuracy", "max")
     assert spec.mlflow_experiment == "demo"
     assert spec.search.sampler == "tpe"
     assert spec.search.scheduler.kind == "fifo"
@@ -31,7 +31,7 @@ def test_minimal_spec_gets_sane_defaults(spec_data: SpecFactory) -> None:
 
 @pytest.mark.parametrize(
     ("workload", "metric", "mode"),
-    [("lstm-ptb", "perplexity", "min"), ("transformer-mt", "bleu", "max")],
+    [("lstm-ptb", "val_perplexity", "min"), ("transformer-mt", "val_bleu", "max")],
 )
 def test_objective_defaults_to_the_workloads_metric(
     spec_data: SpecFactory, workload: str, metric: str, mode: str
@@ -44,9 +44,9 @@ def test_objective_defaults_to_the_workloads_metric(
 @pytest.mark.parametrize(
     ("objective", "expected"),
     [
-        ("test_loss", ("test_loss", "min")),
+        ("val_loss", ("val_loss", "min")),
         ({"metric": "epoch_seconds"}, ("epoch_seconds", "min")),
-        ({"metric": "accuracy", "mode": "min"}, ("accuracy", "min")),
+        ({"metric": "val_accuracy", "mode": "min"}, ("val_accuracy", "min")),
     ],
 )
 def test_objective_mode_defaults_from_the_metric(
@@ -61,7 +61,7 @@ def test_secondary_objectives_make_a_multi_objective_spec(spec_data: SpecFactory
     spec = load_spec(spec_data(secondary_objectives=["samples_per_second"]))
 
     assert [(o.metric, o.mode) for o in spec.objectives] == [
-        ("accuracy", "max"),
+        ("val_accuracy", "max"),
         ("samples_per_second", "max"),
     ]
 

@@ -180,7 +180,7 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "unknown workload",
         make_spec(job__workload="mnist2d"),
         "job.workload",
-        "registered workloads: lstm-ptb, mnist1d",
+        "registered workloads: lstm-ptb, lstm-wikitext2, mnist1d",
     ),
     (
         "unknown workload option",
@@ -245,7 +245,7 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     (
         "median with two objectives",
-        make_spec(search={"scheduler": "median"}, secondary_objectives=["test_loss"]),
+        make_spec(search={"scheduler": "median"}, secondary_objectives=["val_loss"]),
         "search.scheduler.kind",
         "use scheduler: fifo",
     ),
@@ -287,15 +287,15 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     (
         "metric the workload does not report",
-        make_spec(objective={"metric": "bleu"}),
+        make_spec(objective={"metric": "val_bleu"}),
         "objective.metric",
-        "use one of accuracy, test_loss",
+        "use one of val_accuracy, val_loss",
     ),
     (
         "bookkeeping metric",
         make_spec(objective={"metric": "lr", "mode": "min"}),
         "objective.metric",
-        "use one of accuracy",
+        "use one of val_accuracy",
     ),
     (
         "metric without a known mode",
@@ -305,15 +305,33 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     (
         "bad secondary metric",
-        make_spec(secondary_objectives=["bleu"]),
+        make_spec(secondary_objectives=["val_bleu"]),
         "secondary_objectives.0.metric",
-        "does not report 'bleu'",
+        "does not report 'val_bleu'",
     ),
     (
         "repeated objective",
-        make_spec(secondary_objectives=["accuracy"]),
+        make_spec(secondary_objectives=["val_accuracy"]),
         "secondary_objectives.0.metric",
         "already an objective",
+    ),
+    (
+        "a test figure as the objective",
+        make_spec(objective={"metric": "test_accuracy"}),
+        "objective.metric",
+        "optimize the validation figure 'val_accuracy' instead",
+    ),
+    (
+        "a bare metric as the objective",
+        make_spec(objective="accuracy"),
+        "objective.metric",
+        "use 'val_accuracy'",
+    ),
+    (
+        "a test loss as a secondary objective",
+        make_spec(secondary_objectives=["test_loss"]),
+        "secondary_objectives.0.metric",
+        "'test_loss' is a test figure",
     ),
     (
         "sam reachable without gamma",
@@ -366,7 +384,8 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "job.schedule.decay_factor: Input should be less than or equal to 1",
     ),
     ("bad slug", make_spec(name="My Sweep"), "name", "is not a slug"),
-    ("unknown version", make_spec(version=2), "version", "Input should be 1"),
+    ("unknown version", make_spec(version=3), "version", "Input should be 2"),
+    ("version 1 (tuned on test figures)", make_spec(version=1), "version", "validation"),
     ("unknown top-level field", make_spec(trials=3), "trials", "the allowed fields are"),
     ("missing job", {"name": "demo", "space": {"lr": LR}}, "job", "is required"),
     (

@@ -2,20 +2,22 @@
 
 Layout follows ``torch/optim/sgd.py``: the class, then functional dispatchers, then a
 single-tensor and a foreach (multi-tensor) implementation sharing one signature.
+:func:`effective_gamma` is the one rule for the gamma a param group extrapolates with.
+The contract is stated in the class docstring and in ``docs/optimizer.md``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from trainers.optim._variants import VARIANTS, variant_info
+from trainers.optim.variants import VARIANTS, variant_info
 
-__all__ = ["ExtrapSGD", "extrap_sgd", "extrapolate_"]
+__all__ = ["ExtrapSGD", "effective_gamma", "extrap_sgd", "extrapolate_"]
 
 _SAM_EPS = 1e-12
 _NOISE_KINDS = ("gaussian", "uniform")
@@ -26,70 +28,166 @@ class ExtrapSGD(Optimizer):
 
     .. math::
        \begin{aligned}
-         &x_{t+1/2} = x_t + \delta_t \quad \text{with } \delta_t \text{ one of} \\
-         &\quad \text{none: } 0, \quad \text{gradient: } -\gamma\,g(x_t), \quad
-              \text{noise: } \xi, \quad \text{gradient+noise: } -\gamma\,g(x_t) + \xi, \\
-         &\quad \text{past: } -\gamma\,p_{t-1}, \quad
-              \text{sam: } +\gamma\,g(x_t)/(\lVert g(x_t)\rVert_2 + 10^{-12}) \\
-         &d = g(x_{t+1/2}) + \lambda x_t, \qquad
-           d \leftarrow d \cdot \eta\,\lVert x_t\rVert / \lVert d\rVert
-           \ \text{(LARS, if } \eta \text{ set)} \\
-         &b_t = \mu b_{t-1} + d \ (b_0 = d), \qquad
-           d \leftarrow d + \mu b_t \text{ (Nesterov) or } b_t \\
-         &x_{t+1} = x_t - \mathrm{lr}\cdot d
+         &\textbf{input}: \mathrm{lr},\ \gamma\ (\text{or } \rho\,\mathrm{lr}
+              \text{ with } \rho = \text{gamma\_ratio}),\ \mu \text{ (momentum)},\
+              \lambda \text{ (weight decay)},\ \eta \text{ (trust coefficient)},\
+              \sigma \text{ (noise\_std)} \\
+         &\textbf{for } t = 0, 1, \ldots: \\
+         &\quad x_{t+1/2} = x_t + \delta_t, \quad \delta_t = \begin{cases}
+              0 & \text{none} \\
+              -\gamma\,u_t,\ u_t = g(x_t)\ (+\,\mu\,b_{t-1} \text{ with extrapolation\_momentum})
+                  & \text{gradient} \\
+              \xi_t,\ \xi_t \sim \mathcal{N}(0, \sigma^2) \text{ or } \mathcal{U}(-\sigma, \sigma)
+                  & \text{noise} \\
+              -\gamma\,u_t + \xi_t & \text{gradient+noise} \\
+              -\gamma\,p_{t-1} \ (0 \text{ at } t = 0),\ p \text{ the raw gradient of the last step}
+                  & \text{past} \\
+              +\gamma\,g(x_t) / (\lVert g(x_t)\rVert_2 + 10^{-12}) & \text{sam}
+            \end{cases} \\
+         &\quad d_t = g(x_{t+1/2}) + \lambda x_t \\
+         &\quad d_t \leftarrow d_t \cdot \eta\,\lVert x_t\rVert / \lVert d_t\rVert
+              \quad \text{(per tensor, if } \eta \text{ is set; factor 1 if a norm is 0)} \\
+         &\quad b_t = \mu\,b_{t-1} + d_t \ (b_0 = d_0), \qquad
+              d_t \leftarrow d_t + \mu\,b_t \text{ (Nesterov) or } b_t
+              \quad \text{(if } \mu > 0) \\
+         &\quad x_{t+1} = x_t - \mathrm{lr}\cdot d_t
        \end{aligned}
 
     Paper: "Extrapolation for Large-batch Training in Deep Learning", Tao Lin, Lingjing Kong,
     Sebastian U. Stich, Martin Jaggi, ICML 2020, https://arxiv.org/abs/2006.05720.
-    The contract (names, formulas, errors) is ``shared/EXTRAPSGD.md``.
+    ``docs/optimizer.md`` states the same contract at more length, with the schedules and the
+    training-loop shapes.
 
-    The training loop calls :meth:`extrapolate` to move the parameters to x_{t+1/2} and
-    :meth:`step` to restore x_t and apply the update with the gradient now in ``.grad``.
-    Two-pass variants (:attr:`two_pass`: gradient, gradient+noise, sam) need a backward at
-    x_t before :meth:`extrapolate`; one-pass variants (none, noise, past) do not. Under DDP the
-    first backward must run inside ``no_sync()`` (forward too) so that it stays local.
+    Here x_t are the parameters after step t, g(.) the mini-batch gradient found in ``.grad``,
+    and lr, gamma the group's values at the time of the call.
+
+    **The two calls.** :meth:`extrapolate` records x_t (the *anchor*) for every parameter with
+    ``requires_grad`` and moves it to x_{t+1/2} as in the box. ``gradient``, ``gradient+noise``
+    and ``sam`` read the gradient at x_t, so a backward at x_t must come first; ``none``,
+    ``noise`` and ``past`` need none. A parameter without a ``.grad`` stays at x_t in the
+    variants that read the gradient; in ``sam``'s norm it counts as zero. Weight decay never
+    enters the extrapolation. :meth:`step` puts every moved parameter back to x_t (even if its
+    ``.grad`` is now None) and then applies the update of the box with the gradient now in
+    ``.grad``, taken at x_{t+1/2}; parameters without a gradient are not updated. There is no
+    dampening. The momentum buffer changes only here, once per step. With
+    ``extrapolation="none"`` and no trust coefficient a step is exactly
+    ``torch.optim.SGD``'s; for ``"none"`` calling :meth:`extrapolate` is optional (if called,
+    the rules below on calling it twice and on checkpoints apply as for the other variants).
+
+    **gamma and gamma_ratio.** ``gamma`` is the extrapolation step (for ``sam``, the radius of
+    the ascent, which must be given). ``gamma=None`` means ``gamma_ratio * lr``, evaluated at
+    every :meth:`extrapolate`, so gamma follows whatever the learning-rate schedule does;
+    :func:`effective_gamma` is that rule. The default ratio is 0.1 because, measured on MNIST-1D
+    at large batch, ratios above about 0.25 diverged.
+
+    **Noise.** xi is drawn per element with sigma = ``noise_std``: ``noise="gaussian"`` gives
+    N(0, sigma^2), ``"uniform"`` gives U(-sigma, sigma). The draws come from a
+    ``torch.Generator`` owned by the optimizer, one per device, seeded with ``seed``; its state
+    is saved by :meth:`state_dict`. ``noise`` does not use gamma. Each distributed rank should
+    pass its own seed.
+
+    **past.** The direction is p, the raw gradient (before weight decay, the trust ratio and
+    momentum) that the previous :meth:`step` used. On the very first step there is none yet, so
+    nothing moves. A parameter that had no gradient at a step keeps the p it had before.
+
+    **sam.** The norm is the 2-norm over all parameters with a gradient together (not per
+    tensor), plus 1e-12, so x_{t+1/2} lies gamma away from x_t.
+
+    **extrapolation_momentum.** With momentum > 0, ``gradient`` and ``gradient+noise`` move
+    along ``u = g + momentum * buf`` (a look-ahead along the momentum), or ``g`` while no buffer
+    exists; the buffer itself is not touched.
+
+    **State and checkpoints.** Everything lives in ``self.state[p]``: ``momentum_buffer``;
+    ``past_grad`` (``past`` only); ``anchor`` (x_t) only between :meth:`extrapolate` and
+    :meth:`step`, so it is never part of a checkpoint. :meth:`state_dict` adds
+    ``noise_generator`` (``seed`` and one generator state per device). Checkpoint and evaluate
+    after :meth:`step`, when the parameters hold x_{t+1}: :meth:`state_dict` and
+    :meth:`load_state_dict` while extrapolated raise ``RuntimeError``.
+
+    **Closure.** ``step(closure)`` runs a whole cycle. The closure zeroes the gradients,
+    computes the loss, calls ``backward()`` and returns the loss. Two-pass variants: closure at
+    x_t, :meth:`extrapolate`, closure at x_{t+1/2}, update. One-pass variants:
+    :meth:`extrapolate`, closure once, update. The loss of the first call is returned.
+
+    **Training loop.** :attr:`two_pass` is True for ``gradient``, ``gradient+noise`` and
+    ``sam``: backward at x_t, :meth:`extrapolate`, zero the gradients, backward at x_{t+1/2},
+    :meth:`step`. It is False for ``none``, ``noise`` and ``past``: :meth:`extrapolate`, one
+    backward, :meth:`step`. All param groups must agree on it. Under DDP, a local extrapolation
+    (each rank's own gradient) needs the forward AND the backward of the first pass inside
+    ``no_sync()`` (with only the backward inside, DDP still all-reduces); zero the gradients
+    before the communicated backward. ``past`` uses the previous step's gradient, which DDP
+    had already averaged. For mixed precision use bf16 autocast; fp16 with a ``GradScaler`` is
+    not supported (the gradient at x_t would still be scaled).
+
+    **Memory and speed.** Beyond SGD: the anchor (1x the parameters) for every variant but
+    ``none``, only between the two calls; ``past`` also keeps the previous gradient (2x in
+    all). The foreach path batches all tensors of one device and dtype; ``foreach=None``
+    chooses it where ``torch.optim.SGD`` would.
+
+    Choices where the rules above are silent:
+        - ``gamma_ratio`` applies only when ``gamma`` is ``None``; with ``"sam"`` it is unused.
+        - Under ``"gradient+noise"`` a parameter without ``.grad`` stays at x_t entirely (no
+          noise either): it counts as one of the gradient variants.
+        - ``"past"`` and ``"sam"`` ignore ``extrapolation_momentum`` (the past gradient is
+          already a look-ahead of sorts; SAM ascends along g).
+        - Loading a state dict while extrapolated is a ``RuntimeError`` like saving one.
+        - With several devices, each device's generator is seeded with the same ``seed``.
+        - Sparse gradients are a ``RuntimeError`` in :meth:`step`.
 
     Args:
-        params: parameters or param groups.
+        params: parameters or param groups. Every option below but ``seed`` and ``foreach`` is
+            per group (``param_groups[i][name]``), so schedulers may change ``lr``, ``gamma``
+            or ``noise_std`` while training.
         lr: learning rate.
-        momentum: heavy-ball momentum factor (no dampening).
+        momentum: heavy-ball momentum factor mu (no dampening).
         nesterov: Nesterov momentum (needs ``momentum > 0``).
-        weight_decay: L2 penalty added to the update direction, never to the extrapolation.
-        extrapolation: ``"none"``, ``"gradient"``, ``"noise"``, ``"gradient+noise"``,
-            ``"past"`` or ``"sam"``.
+        weight_decay: L2 penalty lambda added to the update direction, never to the
+            extrapolation.
+        extrapolation: one of :data:`trainers.optim.variants.VARIANTS`: ``"none"``,
+            ``"gradient"``, ``"noise"``, ``"gradient+noise"``, ``"past"`` or ``"sam"``.
         gamma: extrapolation step size (for ``sam`` the radius, required). ``None`` means
-            ``gamma_ratio * lr`` evaluated at every :meth:`extrapolate`, so gamma follows the
-            learning-rate schedule.
+            ``gamma_ratio * lr`` at every :meth:`extrapolate`.
         gamma_ratio: see ``gamma``; 0.1 by default (ratios above ~0.25 diverged on MNIST-1D).
         noise_std: sigma of the perturbation for the noise variants.
         noise: ``"gaussian"`` (N(0, sigma^2)) or ``"uniform"`` (U(-sigma, sigma)).
         extrapolation_momentum: for ``gradient`` and ``gradient+noise``, extrapolate along
-            ``g + momentum * buf`` (a look-ahead along the momentum) instead of ``g``.
+            ``g + momentum * buf`` instead of ``g``.
         trust_coefficient: LARS trust coefficient eta; scales each tensor's update direction
-            to ``eta * ||x|| / ||d||`` (factor 1 where either norm is 0).
-        seed: seed of the optimizer's noise generator (one per device); defaults to
-            ``torch.initial_seed()``. Give each distributed rank a different seed.
+            to ``eta * ||x|| / ||d||`` (factor 1 where either norm is 0). ``None``: off.
+        seed: seed of the optimizer's noise generators; defaults to ``torch.initial_seed()``.
         foreach: use the multi-tensor path; ``None`` picks it where torch's SGD would.
 
-    Choices where the contract is silent:
-        - ``gamma_ratio`` applies only when ``gamma`` is ``None``; with ``"sam"`` it is unused.
-        - Under ``"gradient+noise"`` a parameter without ``.grad`` stays at x_t entirely (no
-          noise either), as the contract's "stays at x_t in the gradient variants" reads.
-        - ``"past"`` with ``extrapolation_momentum`` ignores the latter (the past gradient is
-          already a look-ahead of sorts); ``"sam"`` ignores it too (SAM ascends along g).
-        - Loading a state dict while extrapolated is a ``RuntimeError`` like saving one.
-        - With several devices, each device's generator is seeded with the same ``seed``.
+    Raises:
+        ValueError: naming the argument and its value, for ``lr``, ``gamma``,
+            ``gamma_ratio``, ``noise_std``, ``momentum`` or ``weight_decay`` below 0;
+            ``nesterov`` without momentum; an unknown ``noise`` kind or ``extrapolation``
+            (the message lists the valid names); ``trust_coefficient <= 0``; ``"sam"`` with
+            ``gamma=None``; param groups that disagree on :attr:`two_pass` (here and in
+            :meth:`add_param_group`).
+        RuntimeError: on misuse, with a message saying what to do instead:
+            :meth:`extrapolate` twice without a :meth:`step` in between; :meth:`step`
+            without :meth:`extrapolate` for any variant but ``"none"``; :meth:`extrapolate`
+            for a variant that reads the gradient when no parameter has a ``.grad``;
+            :meth:`state_dict` (or :meth:`load_state_dict`) while extrapolated.
 
     Example:
         >>> model = torch.nn.Linear(4, 1)
         >>> opt = ExtrapSGD(model.parameters(), lr=0.1, momentum=0.9, gamma_ratio=0.1)
         >>> x, y = torch.randn(8, 4), torch.randn(8, 1)
         >>> loss_fn = lambda: torch.nn.functional.mse_loss(model(x), y)
+        >>> opt.two_pass                    # "gradient" reads g(x_t)
+        True
         >>> loss_fn().backward()            # gradient at x_t
-        >>> opt.extrapolate()               # move to x_{t+1/2}
+        >>> opt.extrapolate()               # move to x_{t+1/2} = x_t - 0.01 * g(x_t)
         >>> opt.zero_grad()
         >>> loss_fn().backward()            # gradient at x_{t+1/2}
         >>> opt.step()                      # back to x_t, then x_{t+1}
+        >>> def closure():
+        ...     opt.zero_grad()
+        ...     loss = loss_fn()
+        ...     loss.backward()
+        ...     return loss
+        >>> loss = opt.step(closure)        # the same cycle in one call
     """
 
     def __init__(
@@ -253,7 +351,7 @@ class ExtrapSGD(Optimizer):
         info = VARIANTS[group["extrapolation"]]
         if info.name == "none":
             return
-        gamma = _effective_gamma(group)
+        gamma = effective_gamma(group)
         moving: list[Tensor] = []
         directions: list[Tensor] = []
         for p in group["params"]:
@@ -398,6 +496,31 @@ class ExtrapSGD(Optimizer):
         return _default_foreach(params)
 
 
+# -- gamma -----------------------------------------------------------------------------------
+
+
+def effective_gamma(group: Mapping[str, Any]) -> float:
+    """The gamma a param group extrapolates with now: ``gamma``, or ``gamma_ratio * lr``.
+
+    :meth:`ExtrapSGD.extrapolate` calls this at every extrapolation, so with ``gamma=None``
+    the step follows the group's current (scheduled) ``lr``. Use it to report gamma too.
+
+    Args:
+        group: one entry of ``optimizer.param_groups``.
+
+    Returns:
+        ``group["gamma"]`` if it is set, else ``group["gamma_ratio"] * group["lr"]``.
+
+    Example:
+        >>> effective_gamma({"lr": 0.5, "gamma": None, "gamma_ratio": 0.1})
+        0.05
+        >>> effective_gamma({"lr": 0.5, "gamma": 0.2, "gamma_ratio": 0.1})
+        0.2
+    """
+    gamma = group["gamma"]
+    return float(group["gamma_ratio"] * group["lr"] if gamma is None else gamma)
+
+
 # -- validation ------------------------------------------------------------------------------
 
 _OPTION_DEFAULTS: dict[str, Any] = {
@@ -443,11 +566,6 @@ def _validate_options(options: dict[str, Any]) -> None:
         raise ValueError(
             "Invalid gamma=None for extrapolation='sam': give the SAM radius, e.g. gamma=0.05"
         )
-
-
-def _effective_gamma(group: dict[str, Any]) -> float:
-    gamma = group["gamma"]
-    return float(group["gamma_ratio"] * group["lr"] if gamma is None else gamma)
 
 
 def _default_foreach(params: list[Tensor]) -> bool:

@@ -1,51 +1,50 @@
 """Learning-rate and gamma schedules for :class:`trainers.optim.ExtrapSGD`.
 
 Both schedules advance once per optimizer step (not per epoch): call ``lr_scheduler.step()``
-and ``gamma_scheduler.step()`` right after every ``optimizer.step()``.
+and ``gamma_scheduler.step()`` right after every ``optimizer.step()``. They take plain
+arguments (the job config maps itself onto them), so this module needs only torch.
 
 - :func:`linear_scaled_lr` applies the linear scaling rule to the base learning rate.
-- :func:`build_lr_scheduler` turns a :class:`~trainers.config.ScheduleConfig` into a
-  :class:`torch.optim.lr_scheduler.LambdaLR`: linear warmup, then one decay from a registry.
-- :func:`build_gamma_scheduler` turns a :class:`~trainers.config.GammaScheduleConfig` into a
-  :class:`GammaScheduler` that sets each param group's ``gamma``.
-- :func:`current_gamma` reads the gamma a param group will use, for reporting.
+- :func:`build_lr_scheduler` builds a :class:`torch.optim.lr_scheduler.LambdaLR`: linear
+  warmup, then one decay from :data:`LR_DECAY_KINDS`.
+- :class:`GammaScheduler` moves each param group's ``gamma`` by one of
+  :data:`GAMMA_SCHEDULE_KINDS`. The optimizer's constructor sets the starting gamma; the
+  scheduler only ever writes it in :meth:`GammaScheduler.step`, and only for the kinds that
+  decay it.
+
+The gamma a group extrapolates with is :func:`trainers.optim.effective_gamma`.
 
 Example:
     >>> import torch
-    >>> from trainers.config import GammaScheduleConfig, ScheduleConfig
+    >>> from trainers.optim import ExtrapSGD, effective_gamma
     >>> model = torch.nn.Linear(2, 1)
-    >>> optimizer = torch.optim.SGD(model.parameters(), lr=linear_scaled_lr(0.1, 1024, 256))
-    >>> optimizer.param_groups[0].update(gamma=None, gamma_ratio=0.1)
+    >>> optimizer = ExtrapSGD(
+    ...     model.parameters(), lr=linear_scaled_lr(0.1, 1024, 256), gamma_ratio=0.1
+    ... )
     >>> lr_scheduler = build_lr_scheduler(
-    ...     optimizer, ScheduleConfig(warmup_epochs=1, decay="cosine"), steps_per_epoch=4, epochs=8
+    ...     optimizer, steps_per_epoch=4, epochs=8, warmup_epochs=1, decay="cosine"
     ... )
-    >>> gamma_scheduler = build_gamma_scheduler(
-    ...     optimizer, GammaScheduleConfig(kind="follow_lr"), base_gamma=None, total_steps=32
-    ... )
+    >>> gamma_scheduler = GammaScheduler(optimizer, "follow_lr", total_steps=32)
     >>> group = optimizer.param_groups[0]
-    >>> round(group["lr"], 6), round(current_gamma(group), 6)
+    >>> round(group["lr"], 6), round(effective_gamma(group), 6)
     (0.1, 0.01)
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
-from trainers.config import GammaScheduleConfig, ScheduleConfig
-
 __all__ = [
     "GAMMA_SCHEDULE_KINDS",
     "LR_DECAY_KINDS",
     "GammaScheduler",
-    "build_gamma_scheduler",
     "build_lr_scheduler",
-    "current_gamma",
     "linear_scaled_lr",
 ]
 
@@ -91,7 +90,10 @@ class _StepPlan:
 
     warmup_steps: int
     total_steps: int
-    schedule: ScheduleConfig
+    milestones: tuple[float, ...]
+    decay_factor: float
+    power: float
+    final_lr_fraction: float
 
     def decay_progress(self, step: int) -> float:
         """Fraction of the post-warmup part of the run done before ``step``, in [0, 1]."""
@@ -110,22 +112,22 @@ def _constant_decay(step: int, plan: _StepPlan) -> float:
 
 def _multistep_decay(step: int, plan: _StepPlan) -> float:
     # Milestones are fractions of the whole run (warmup included), rounded to a step.
-    passed = sum(step >= round(m * plan.total_steps) for m in plan.schedule.milestones)
-    return plan.schedule.decay_factor**passed
+    passed = sum(step >= round(m * plan.total_steps) for m in plan.milestones)
+    return plan.decay_factor**passed
 
 
 def _cosine_decay(step: int, plan: _StepPlan) -> float:
     progress = plan.decay_progress(step)
     shape = 0.5 * (1.0 + math.cos(math.pi * progress))
-    return _blend_to_floor(plan.schedule.final_lr_fraction, shape)
+    return _blend_to_floor(plan.final_lr_fraction, shape)
 
 
 def _polynomial_decay(step: int, plan: _StepPlan) -> float:
-    shape = (1.0 - plan.decay_progress(step)) ** plan.schedule.power
-    return _blend_to_floor(plan.schedule.final_lr_fraction, shape)
+    shape = (1.0 - plan.decay_progress(step)) ** plan.power
+    return _blend_to_floor(plan.final_lr_fraction, shape)
 
 
-# One pure multiplier per ``ScheduleConfig.decay``; 1.0 during warmup for all but multistep.
+# One pure multiplier per ``decay``; 1.0 during warmup for all but multistep.
 _LR_DECAYS: Mapping[str, Callable[[int, _StepPlan], float]] = {
     "constant": _constant_decay,
     "multistep": _multistep_decay,
@@ -134,7 +136,7 @@ _LR_DECAYS: Mapping[str, Callable[[int, _StepPlan], float]] = {
 }
 
 LR_DECAY_KINDS: tuple[str, ...] = tuple(_LR_DECAYS)
-"""The names ``ScheduleConfig.decay`` may take."""
+"""The names ``build_lr_scheduler(decay=...)`` accepts."""
 
 
 def _warmup_factor(step: int, warmup_steps: int) -> float:
@@ -145,14 +147,51 @@ def _warmup_factor(step: int, warmup_steps: int) -> float:
     return (step + 1) / warmup_steps
 
 
-def build_lr_scheduler(
-    optimizer: torch.optim.Optimizer,
-    schedule: ScheduleConfig,
+def _check_lr_options(
     *,
     steps_per_epoch: int,
     epochs: int,
+    warmup_epochs: float,
+    decay: str,
+    milestones: tuple[float, ...],
+    decay_factor: float,
+    power: float,
+    final_lr_fraction: float,
+) -> None:
+    if steps_per_epoch <= 0:
+        raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}")
+    if epochs <= 0:
+        raise ValueError(f"epochs must be positive, got {epochs}")
+    if warmup_epochs < 0:
+        raise ValueError(f"warmup_epochs must be non-negative, got {warmup_epochs}")
+    if decay not in _LR_DECAYS:
+        raise ValueError(f"unknown decay={decay!r}; choose one of {LR_DECAY_KINDS}")
+    outside = [m for m in milestones if not 0.0 < m < 1.0]
+    if outside:
+        raise ValueError(f"milestones must be fractions of the run in (0, 1), got {outside}")
+    if list(milestones) != sorted(milestones):
+        raise ValueError(f"milestones must be increasing, got {list(milestones)}")
+    if not 0.0 < decay_factor <= 1.0:
+        raise ValueError(f"decay_factor must be in (0, 1], got {decay_factor}")
+    if power <= 0:
+        raise ValueError(f"power must be positive, got {power}")
+    if not 0.0 <= final_lr_fraction <= 1.0:
+        raise ValueError(f"final_lr_fraction must be in [0, 1], got {final_lr_fraction}")
+
+
+def build_lr_scheduler(
+    optimizer: torch.optim.Optimizer,
+    *,
+    steps_per_epoch: int,
+    epochs: int,
+    warmup_epochs: float = 0.0,
+    decay: str = "constant",
+    milestones: Sequence[float] = (0.5, 0.75),
+    decay_factor: float = 0.1,
+    power: float = 1.0,
+    final_lr_fraction: float = 0.0,
 ) -> LRScheduler:
-    """Build the per-step learning-rate schedule: linear warmup, then ``schedule.decay``.
+    """Build the per-step learning-rate schedule: linear warmup, then ``decay``.
 
     The peak is each group's ``lr`` when this is called (already linearly scaled, see
     :func:`linear_scaled_lr`). With ``W = round(warmup_epochs * steps_per_epoch)`` warmup steps
@@ -171,28 +210,36 @@ def build_lr_scheduler(
     is reached after the last step (the last step itself is just above it).
 
     Call ``.step()`` after every optimizer step. The multiplier is a plain function rebuilt from
-    the config, so ``state_dict()`` holds only counters and learning rates: to resume, build the
-    scheduler again from the same config and load the state (after the optimizer's).
+    the arguments, so ``state_dict()`` holds only counters and learning rates: to resume, build
+    the scheduler again with the same arguments and load the state (after the optimizer's).
 
     Args:
         optimizer: the optimizer whose groups' ``lr`` is scheduled.
-        schedule: warmup and decay settings; times are in epochs.
         steps_per_epoch: optimizer steps per epoch.
         epochs: epochs in the run.
+        warmup_epochs: length of the linear warmup, in epochs (may be fractional).
+        decay: one of :data:`LR_DECAY_KINDS`.
+        milestones: ``multistep``: when to decay, as increasing fractions of the run in (0, 1).
+        decay_factor: ``multistep``: the lr is multiplied by this at each milestone, in (0, 1].
+        power: ``polynomial``: the exponent, > 0.
+        final_lr_fraction: ``cosine`` / ``polynomial``: the floor as a fraction of the peak,
+            in [0, 1].
 
     Returns:
         A :class:`torch.optim.lr_scheduler.LambdaLR`.
 
     Raises:
-        ValueError: for non-positive ``steps_per_epoch`` or ``epochs``, or a warmup longer than
-            the run.
+        ValueError: naming the argument, for non-positive ``steps_per_epoch`` or ``epochs``,
+            a negative ``warmup_epochs`` or one longer than the run, an unknown ``decay``
+            (the message lists :data:`LR_DECAY_KINDS`), ``milestones`` that are not
+            increasing fractions in (0, 1), ``decay_factor`` outside (0, 1], ``power <= 0``
+            or ``final_lr_fraction`` outside [0, 1].
 
     Example:
         >>> import torch
-        >>> from trainers.config import ScheduleConfig
         >>> optimizer = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=1.0)
         >>> scheduler = build_lr_scheduler(
-        ...     optimizer, ScheduleConfig(warmup_epochs=1), steps_per_epoch=4, epochs=2
+        ...     optimizer, steps_per_epoch=4, epochs=2, warmup_epochs=1
         ... )
         >>> lrs = []
         >>> for _ in range(6):
@@ -202,91 +249,139 @@ def build_lr_scheduler(
         >>> lrs
         [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     """
-    if steps_per_epoch <= 0:
-        raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}")
-    if epochs <= 0:
-        raise ValueError(f"epochs must be positive, got {epochs}")
+    milestones = tuple(milestones)
+    _check_lr_options(
+        steps_per_epoch=steps_per_epoch,
+        epochs=epochs,
+        warmup_epochs=warmup_epochs,
+        decay=decay,
+        milestones=milestones,
+        decay_factor=decay_factor,
+        power=power,
+        final_lr_fraction=final_lr_fraction,
+    )
     plan = _StepPlan(
-        warmup_steps=round(schedule.warmup_epochs * steps_per_epoch),
+        warmup_steps=round(warmup_epochs * steps_per_epoch),
         total_steps=steps_per_epoch * epochs,
-        schedule=schedule,
+        milestones=milestones,
+        decay_factor=decay_factor,
+        power=power,
+        final_lr_fraction=final_lr_fraction,
     )
     if plan.warmup_steps > plan.total_steps:
-        raise ValueError(
-            f"warmup_epochs={schedule.warmup_epochs} is longer than the run (epochs={epochs})"
-        )
-    decay = _LR_DECAYS[schedule.decay]
+        raise ValueError(f"warmup_epochs={warmup_epochs} is longer than the run (epochs={epochs})")
+    decay_rule = _LR_DECAYS[decay]
 
-    # A closure (not a callable object) so LambdaLR.state_dict() stores no config objects.
+    # A closure (not a callable object) so LambdaLR.state_dict() stores no plan objects.
     def multiplier(step: int) -> float:
-        return _warmup_factor(step, plan.warmup_steps) * decay(step, plan)
+        return _warmup_factor(step, plan.warmup_steps) * decay_rule(step, plan)
 
     return LambdaLR(optimizer, lr_lambda=multiplier)
 
 
 # --------------------------------------------------------------------------------- gamma
 
-# A gamma rule maps (base_gamma, progress in [0, 1], final_fraction) to the group's gamma.
-_GammaRule = Callable[[float, float, float], float]
 
-
-def _constant_gamma(base_gamma: float, progress: float, final_fraction: float) -> float:
-    return base_gamma
-
-
-def _cosine_gamma(base_gamma: float, progress: float, final_fraction: float) -> float:
+def _cosine_gamma(progress: float, final_fraction: float) -> float:
     shape = 0.5 * (1.0 + math.cos(math.pi * progress))
-    return base_gamma * _blend_to_floor(final_fraction, shape)
+    return _blend_to_floor(final_fraction, shape)
 
 
-def _linear_gamma(base_gamma: float, progress: float, final_fraction: float) -> float:
-    return base_gamma * _blend_to_floor(final_fraction, 1.0 - progress)
+def _linear_gamma(progress: float, final_fraction: float) -> float:
+    return _blend_to_floor(final_fraction, 1.0 - progress)
 
 
-# ``None`` means the optimizer's own rule: gamma = gamma_ratio * lr at every extrapolation.
-_GAMMA_RULES: Mapping[str, _GammaRule | None] = {
-    "follow_lr": None,
-    "constant": _constant_gamma,
-    "cosine": _cosine_gamma,
-    "linear": _linear_gamma,
+@dataclass(frozen=True)
+class _GammaKind:
+    """One gamma schedule kind.
+
+    Attributes:
+        absolute: the groups carry an absolute ``gamma`` (True) or ``gamma=None``, i.e.
+            ``gamma_ratio * lr`` (False).
+        factor: maps (progress in [0, 1], final_fraction) to the multiplier of each group's
+            ``initial_gamma``; ``None`` for the kinds that never write ``gamma``.
+    """
+
+    absolute: bool
+    factor: Callable[[float, float], float] | None
+
+
+_GAMMA_KINDS: Mapping[str, _GammaKind] = {
+    "follow_lr": _GammaKind(absolute=False, factor=None),
+    "constant": _GammaKind(absolute=True, factor=None),
+    "cosine": _GammaKind(absolute=True, factor=_cosine_gamma),
+    "linear": _GammaKind(absolute=True, factor=_linear_gamma),
 }
 
-GAMMA_SCHEDULE_KINDS: tuple[str, ...] = tuple(_GAMMA_RULES)
-"""The names ``GammaScheduleConfig.kind`` may take."""
+GAMMA_SCHEDULE_KINDS: tuple[str, ...] = tuple(_GAMMA_KINDS)
+"""The names ``GammaScheduler(kind=...)`` accepts."""
+
+
+def _check_groups_fit(optimizer: torch.optim.Optimizer, kind: str, spec: _GammaKind) -> None:
+    for index, group in enumerate(optimizer.param_groups):
+        if "gamma" not in group:
+            raise ValueError(
+                f"param group {index} has no 'gamma' option: GammaScheduler schedules the "
+                "gamma of an ExtrapSGD optimizer"
+            )
+        gamma = group["gamma"]
+        if spec.absolute and gamma is None:
+            raise ValueError(
+                f"gamma schedule {kind!r} needs an absolute gamma, but param group {index} has "
+                "gamma=None (gamma_ratio * lr); set ExtrapSGD(gamma=...) or use kind 'follow_lr'"
+            )
+        if not spec.absolute and gamma is not None:
+            raise ValueError(
+                f"gamma schedule 'follow_lr' uses gamma_ratio * lr, but param group {index} has "
+                f"gamma={gamma}; use kind 'constant' to keep an absolute gamma"
+            )
 
 
 class GammaScheduler:
-    """Sets every param group's ``gamma`` once per optimizer step.
+    """Moves every param group's ``gamma`` once per optimizer step.
 
-    - ``follow_lr``: ``gamma = None``, so ExtrapSGD uses ``gamma_ratio * lr`` and gamma follows
-      whatever the learning-rate scheduler does;
-    - ``constant``: ``gamma = base_gamma``;
-    - ``cosine`` / ``linear``: gamma falls from ``base_gamma`` at step 0 to
-      ``final_fraction * base_gamma`` at ``total_steps`` (no warmup), then stays there.
+    The optimizer's constructor sets each group's starting ``gamma``
+    (``ExtrapSGD(gamma=...)``); this scheduler never takes a gamma of its own. On construction
+    it checks that the groups' ``gamma`` fits ``kind``:
 
-    Like a torch LR scheduler, the gamma for step 0 is set on construction; call :meth:`step`
-    after every optimizer step. :meth:`state_dict` holds only the step counter (and the kind,
-    checked on loading).
+    - ``follow_lr``: the groups must have ``gamma=None``, so ExtrapSGD uses
+      ``gamma_ratio * lr`` at every extrapolation and gamma follows the learning-rate schedule.
+      Nothing is ever written.
+    - ``constant``: the groups must have an absolute ``gamma``, which stays. Nothing is ever
+      written.
+    - ``cosine`` / ``linear``: the groups must have an absolute ``gamma``. Each group's starting
+      value is recorded once as ``group["initial_gamma"]`` (as torch's LR schedulers keep
+      ``initial_lr``; a group that already has one keeps it). :meth:`step` then sets
+      ``gamma = initial_gamma * m(p)`` with ``p = min(1, step / total_steps)`` and
+      ``f = final_fraction``: ``m(p) = f + (1 - f) * (1 + cos(pi * p)) / 2`` (cosine) or
+      ``m(p) = f + (1 - f) * (1 - p)`` (linear). So gamma falls from its starting value at step
+      0 to ``f`` times it at ``total_steps`` (no warmup), and stays there.
+
+    Call :meth:`step` after every optimizer step. :meth:`state_dict` holds the kind and the step
+    counter; the current ``gamma`` and ``initial_gamma`` live in the optimizer's param groups,
+    so they travel with the optimizer's ``state_dict()``. To resume, build the optimizer and
+    this scheduler as before, then load the optimizer's state and this one's.
 
     Args:
-        optimizer: the optimizer whose groups' ``gamma`` is scheduled.
+        optimizer: the optimizer whose groups' ``gamma`` is scheduled (an ExtrapSGD, or any
+            optimizer whose groups carry ``gamma`` and ``gamma_ratio``).
         kind: one of :data:`GAMMA_SCHEDULE_KINDS`.
-        base_gamma: the starting gamma; required for all kinds but ``follow_lr``, which does
-            not accept one (it would be silently dropped).
         total_steps: optimizer steps in the run.
-        final_fraction: ``cosine`` / ``linear``: the end value as a fraction of ``base_gamma``.
+        final_fraction: ``cosine`` / ``linear``: the end value as a fraction of the start.
 
     Raises:
-        ValueError: for an unknown kind, a missing, unexpected or negative ``base_gamma``,
-            non-positive ``total_steps`` or ``final_fraction`` outside [0, 1].
+        ValueError: for an unknown kind (the message lists :data:`GAMMA_SCHEDULE_KINDS`), a
+            group whose ``gamma`` does not fit the kind, non-positive ``total_steps`` or
+            ``final_fraction`` outside [0, 1].
 
     Example:
         >>> import torch
-        >>> optimizer = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
-        >>> scheduler = GammaScheduler(optimizer, "linear", base_gamma=0.2, total_steps=4)
+        >>> from trainers.optim import ExtrapSGD, effective_gamma
+        >>> optimizer = ExtrapSGD(torch.nn.Linear(2, 1).parameters(), lr=0.1, gamma=0.2)
+        >>> scheduler = GammaScheduler(optimizer, "linear", total_steps=4)
         >>> gammas = []
         >>> for _ in range(5):
-        ...     gammas.append(round(current_gamma(optimizer.param_groups[0]), 6))
+        ...     gammas.append(round(effective_gamma(optimizer.param_groups[0]), 6))
         ...     scheduler.step()
         >>> gammas
         [0.2, 0.15, 0.1, 0.05, 0.0]
@@ -297,134 +392,66 @@ class GammaScheduler:
         optimizer: torch.optim.Optimizer,
         kind: str,
         *,
-        base_gamma: float | None,
         total_steps: int,
         final_fraction: float = 0.0,
     ) -> None:
-        if kind not in _GAMMA_RULES:
+        spec = _GAMMA_KINDS.get(kind)
+        if spec is None:
             raise ValueError(
                 f"unknown gamma schedule kind {kind!r}; choose one of {GAMMA_SCHEDULE_KINDS}"
             )
-        rule = _GAMMA_RULES[kind]
-        if rule is None and base_gamma is not None:
-            raise ValueError(
-                f"gamma schedule 'follow_lr' uses gamma_ratio * lr, but base_gamma={base_gamma} "
-                "was given; drop the absolute gamma or use kind 'constant'"
-            )
-        if rule is not None and base_gamma is None:
-            raise ValueError(f"gamma schedule {kind!r} needs base_gamma (an absolute gamma)")
-        if base_gamma is not None and base_gamma < 0:
-            raise ValueError(f"base_gamma must be non-negative, got {base_gamma}")
         if total_steps <= 0:
             raise ValueError(f"total_steps must be positive, got {total_steps}")
         if not 0.0 <= final_fraction <= 1.0:
             raise ValueError(f"final_fraction must be in [0, 1], got {final_fraction}")
+        _check_groups_fit(optimizer, kind, spec)
         self.optimizer = optimizer
         self.kind = kind
-        self.base_gamma = base_gamma
         self.total_steps = total_steps
         self.final_fraction = final_fraction
-        self._rule = rule
+        self._spec = spec
         self.last_step = 0
-        self._last_gamma: list[float | None] = []
-        self._apply()
-
-    def gamma_at(self, step: int) -> float | None:
-        """The gamma this schedule sets for optimizer step ``step`` (``None``: ratio × lr)."""
-        if self._rule is None or self.base_gamma is None:
-            return None
-        progress = min(1.0, step / self.total_steps)
-        return self._rule(self.base_gamma, progress, self.final_fraction)
+        if spec.factor is not None:
+            for group in optimizer.param_groups:
+                group.setdefault("initial_gamma", group["gamma"])
 
     def step(self) -> None:
-        """Advance one optimizer step and set the groups' ``gamma`` for the next one."""
+        """Advance one optimizer step; ``cosine`` / ``linear`` set the groups' next ``gamma``."""
         self.last_step += 1
-        self._apply()
+        factor = self._spec.factor
+        if factor is None:
+            return
+        multiplier = factor(min(1.0, self.last_step / self.total_steps), self.final_fraction)
+        for group in self.optimizer.param_groups:
+            group["gamma"] = group["initial_gamma"] * multiplier
 
     def get_last_gamma(self) -> list[float | None]:
-        """The ``gamma`` last set on each param group (``None`` under ``follow_lr``)."""
-        return list(self._last_gamma)
+        """Each param group's ``gamma`` now (``None`` under ``follow_lr``: ratio × lr)."""
+        return [group["gamma"] for group in self.optimizer.param_groups]
 
     def state_dict(self) -> dict[str, Any]:
         """The scheduler's state: its kind and how many steps it has taken."""
         return {"kind": self.kind, "last_step": self.last_step}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Resume from :meth:`state_dict` and set the groups' ``gamma`` accordingly.
+        """Resume the step counter from :meth:`state_dict`.
+
+        The groups' ``gamma`` and ``initial_gamma`` come back with the optimizer's own
+        ``load_state_dict()``; nothing is written here.
 
         Raises:
-            ValueError: if the state belongs to another kind of gamma schedule.
+            ValueError: if the state belongs to another kind of gamma schedule, or (for
+                ``cosine`` / ``linear``) a param group has no ``initial_gamma``.
         """
         if state_dict["kind"] != self.kind:
             raise ValueError(
                 f"cannot load a {state_dict['kind']!r} gamma schedule into a {self.kind!r} one"
             )
+        if self._spec.factor is not None:
+            for index, group in enumerate(self.optimizer.param_groups):
+                if "initial_gamma" not in group:
+                    raise ValueError(
+                        f"param group {index} has no 'initial_gamma': load an optimizer state "
+                        f"saved together with this {self.kind!r} gamma schedule"
+                    )
         self.last_step = int(state_dict["last_step"])
-        self._apply()
-
-    def _apply(self) -> None:
-        gamma = self.gamma_at(self.last_step)
-        for group in self.optimizer.param_groups:
-            group["gamma"] = gamma
-        self._last_gamma = [gamma] * len(self.optimizer.param_groups)
-
-
-def build_gamma_scheduler(
-    optimizer: torch.optim.Optimizer,
-    gamma_schedule: GammaScheduleConfig,
-    *,
-    base_gamma: float | None,
-    total_steps: int,
-) -> GammaScheduler:
-    """Build the :class:`GammaScheduler` a :class:`~trainers.config.GammaScheduleConfig` asks for.
-
-    Args:
-        optimizer: the optimizer whose groups' ``gamma`` is scheduled.
-        gamma_schedule: the kind and, for ``cosine`` / ``linear``, the final fraction.
-        base_gamma: ``OptimizerConfig.gamma`` (``None`` for ``follow_lr``).
-        total_steps: optimizer steps in the run (``steps_per_epoch * epochs``).
-
-    Returns:
-        The scheduler, with step 0's gamma already set on the optimizer.
-
-    Example:
-        >>> import torch
-        >>> from trainers.config import GammaScheduleConfig
-        >>> optimizer = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
-        >>> scheduler = build_gamma_scheduler(
-        ...     optimizer, GammaScheduleConfig(kind="constant"), base_gamma=0.05, total_steps=10
-        ... )
-        >>> scheduler.get_last_gamma()
-        [0.05]
-    """
-    kind = gamma_schedule.kind
-    if kind is None:  # unset: implied by whether an absolute gamma is given
-        kind = "follow_lr" if base_gamma is None else "constant"
-    return GammaScheduler(
-        optimizer,
-        kind,
-        base_gamma=base_gamma,
-        total_steps=total_steps,
-        final_fraction=gamma_schedule.final_fraction,
-    )
-
-
-def current_gamma(group: Mapping[str, Any]) -> float:
-    """The gamma a param group extrapolates with now: ``gamma``, or ``gamma_ratio * lr``.
-
-    Args:
-        group: one entry of ``optimizer.param_groups``.
-
-    Returns:
-        ``group["gamma"]`` if it is set, else ``group["gamma_ratio"] * group["lr"]``.
-
-    Example:
-        >>> current_gamma({"lr": 0.5, "gamma": None, "gamma_ratio": 0.1})
-        0.05
-        >>> current_gamma({"lr": 0.5, "gamma": 0.2, "gamma_ratio": 0.1})
-        0.2
-    """
-    gamma = group["gamma"]
-    if gamma is None:
-        return float(group["gamma_ratio"]) * float(group["lr"])
-    return float(gamma)

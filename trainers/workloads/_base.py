@@ -1,24 +1,27 @@
 """The :class:`Workload` interface every training workload implements (imports torch).
 
 One instance lives in each data-parallel worker process. The training loop calls, in order:
-``load_datasets(data_dir)``, ``build_model()`` (language workloads size their vocabulary from
-the training data, so the datasets come first), then per micro-batch ``to_device`` ->
-``train_transform`` -> ``loss``, and ``evaluate`` on the test set.
+``load_splits(data_dir)`` (CPU tensors; the loop moves each split to its device once),
+``build_model()`` (language workloads size their vocabulary from the training data, so the
+data comes first), then per micro-batch ``split.take(index)`` -> ``to_device`` ->
+``train_transform`` -> ``loss``, and ``evaluate`` on the validation split (to tune on) and the
+test split (to report). docs/workloads.md shows a complete plug-in.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from trainers.workloads._data import Batch, Splits, TensorSplit, stratified_split
 from trainers.workloads._errors import MissingDataError
 
 if TYPE_CHECKING:
@@ -27,21 +30,22 @@ if TYPE_CHECKING:
 __all__ = [
     "Batch",
     "ClassificationWorkload",
+    "Splits",
+    "TensorSplit",
     "Workload",
-    "iterate_batches",
+    "evaluation_mode",
+    "stratified_split",
     "to_device",
     "unwrap_model",
 ]
-
-Batch = tuple[Tensor, ...]
-"""A batch: tensors whose first dimension is the sample (images, labels) or (inputs, targets)."""
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
 def to_device(batch: Sequence[Tensor], device: torch.device | str) -> Batch:
-    """``batch`` with every tensor moved to ``device`` (non-blocking from pinned memory)."""
-    return tuple(tensor.to(device, non_blocking=True) for tensor in batch)
+    """``batch`` with every tensor on ``device`` (a no-op for tensors already there)."""
+    non_blocking = torch.device(device).type != "cpu"
+    return tuple(tensor.to(device, non_blocking=non_blocking) for tensor in batch)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -52,46 +56,52 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model
 
 
-def iterate_batches(
-    dataset: Dataset[Any],
-    batch_size: int,
-    collate_fn: Callable[[list[Any]], Batch] | None = None,
-) -> Iterator[Batch]:
-    """Batches of ``dataset`` in order; a TensorDataset is sliced rather than collated."""
-    if isinstance(dataset, TensorDataset) and collate_fn is None:
-        tensors = dataset.tensors
-        for start in range(0, len(tensors[0]), batch_size):
-            yield tuple(tensor[start : start + batch_size] for tensor in tensors)
-        return
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
-    for batch in loader:
-        yield tuple(batch)
+@contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """The unwrapped ``model`` in eval mode under ``torch.no_grad()``; its mode is restored.
+
+    Unwrapped because a DDP forward broadcasts buffers (a collective): one rank may evaluate
+    alone.
+    """
+    model = unwrap_model(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
 
 
 class Workload(abc.ABC, Generic[OptionsT]):
-    """A model, its data, its loss and its test metric.
+    """A model, its data in three splits, its loss and its metric.
 
     Subclasses set :attr:`info` (their registry entry: name, metric, expected files) and take
     the validated options model in ``__init__``.
 
     Attributes:
         options: the validated options.
-        collate_fn: how the DataLoader batches samples; None for default collation.
     """
 
     info: ClassVar[WorkloadInfo]
 
     def __init__(self, options: OptionsT) -> None:
         self.options = options
-        self.collate_fn: Callable[[list[Any]], Batch] | None = None
 
     @abc.abstractmethod
     def build_model(self) -> nn.Module:
         """A freshly initialised model (on the CPU; seed torch first for reproducibility)."""
 
     @abc.abstractmethod
-    def load_datasets(self, data_dir: Path) -> tuple[Dataset[Any], Dataset[Any]]:
-        """The (train, test) datasets; :class:`MissingDataError` if files are missing."""
+    def load_splits(self, data_dir: Path) -> Splits:
+        """Train, validation and test data as CPU tensors.
+
+        The same on every call, process and rank (whatever torch's global seed): a validation
+        split held out of the training data depends only on the workload's options.
+
+        Raises:
+            MissingDataError: files are missing (use :meth:`require_files`).
+        """
 
     def train_transform(self, batch: Batch) -> Batch:
         """Augment a training batch on its device (torch's global RNG); identity by default."""
@@ -110,15 +120,17 @@ class Workload(abc.ABC, Generic[OptionsT]):
     def evaluate(
         self,
         model: nn.Module,
-        dataset: Dataset[Any],
+        split: TensorSplit,
         *,
         device: torch.device | str,
         batch_size: int,
     ) -> dict[str, float]:
-        """Metrics on the whole ``dataset``: ``test_loss`` and ``info.metric`` at least.
+        """Figures on the whole ``split``, unprefixed: ``{"loss": ..., info.metric: ...}``.
 
-        Runs in eval mode under ``torch.no_grad()`` on the unwrapped model (no collectives, so
-        one rank may evaluate alone) and restores the model's train/eval mode.
+        ``loss`` is the mean over the split's units (as :meth:`loss` counts them). The loop
+        names them ``val_loss``, ``test_accuracy`` and so on. Runs in :func:`evaluation_mode`
+        (eval mode, no_grad, the unwrapped model; no collectives) on batches of
+        ``batch_size`` moved to ``device`` (a no-op when the split is already there).
         """
 
     to_device = staticmethod(to_device)
@@ -140,25 +152,38 @@ class ClassificationWorkload(Workload[OptionsT]):
     def evaluate(
         self,
         model: nn.Module,
-        dataset: Dataset[Any],
+        split: TensorSplit,
         *,
         device: torch.device | str,
         batch_size: int,
     ) -> dict[str, float]:
-        model = unwrap_model(model)  # a DDP forward would broadcast buffers: a collective
-        was_training = model.training
-        model.eval()
         total_loss = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
-        count = 0
-        with torch.no_grad():
-            for batch in iterate_batches(dataset, batch_size, self.collate_fn):
+        with evaluation_mode(model) as inner:
+            for batch in split.batches(batch_size):
                 inputs, labels = to_device(batch[:2], device)
-                logits = model(inputs).float()
+                logits = inner(inputs).float()
                 total_loss += F.cross_entropy(logits, labels, reduction="sum")
                 correct += (logits.argmax(dim=1) == labels).sum()
-                count += labels.shape[0]
-        model.train(was_training)
+        count = len(split)
         if count == 0:
-            raise ValueError(f"workload {self.info.name!r}: the evaluation dataset is empty")
-        return {"test_loss": total_loss.item() / count, "accuracy": correct.item() / count}
+            raise ValueError(f"workload {self.info.name!r}: the evaluation split is empty")
+        return {"loss": total_loss.item() / count, "accuracy": correct.item() / count}
+
+    def hold_out_validation(
+        self, train: TensorSplit, validation_size: int | float, validation_seed: int
+    ) -> tuple[TensorSplit, TensorSplit]:
+        """``train`` less a class-stratified validation split, and that split.
+
+        The labels are ``train.tensors[1]``; see :func:`stratified_split`.
+
+        Raises:
+            ValueError: ``validation_size`` does not fit ``train`` (the message names it).
+        """
+        try:
+            train_index, validation_index = stratified_split(
+                train.tensors[1], validation_size, validation_seed
+            )
+        except ValueError as error:
+            raise ValueError(f"workload {self.info.name!r}: {error}") from None
+        return train.subset(train_index), train.subset(validation_index)

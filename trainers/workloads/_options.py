@@ -2,19 +2,103 @@
 
 Each model forbids unknown keys and gives every field a default (the reference setting of the
 workload's paper); the registry adds CPU- and GPU-sized presets on top.
+
+``validation_size`` (the workloads that hold a validation split out of their training data)
+is a count when it is an int and a fraction when it is a float; :func:`validation_count` turns
+it into a count, here for the options and in ``stratified_split`` at load time.
+
+Example:
+    >>> validation_count(0.1, 800), validation_count(50, 800)
+    (80, 50)
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-__all__ = ["LSTMPTBOptions", "MNIST1DOptions", "ResNetCIFAROptions", "TransformerMTOptions"]
+__all__ = [
+    "MNIST1D_TRAIN_SPLIT",
+    "LSTMPTBOptions",
+    "LSTMWikiText2Options",
+    "MNIST1DOptions",
+    "ResNetCIFAROptions",
+    "TransformerMTOptions",
+    "check_validation_size",
+    "validation_count",
+]
+
+MNIST1D_TRAIN_SPLIT = 0.8
+"""The share of MNIST-1D's samples that are training data: ``mnist1d.data.make_dataset`` cuts
+``x[:int(num_samples * train_split)]`` for training and the rest for testing, and its default
+``train_split`` is 0.8 (mnist1d 0.0.2; ``generate_mnist1d`` passes it explicitly)."""
+
+
+def check_validation_size(validation_size: int | float) -> int | float:
+    """``validation_size`` if it is a count >= 1 or a fraction in (0, 1), else ValueError."""
+    if isinstance(validation_size, bool) or not isinstance(validation_size, int | float):
+        raise ValueError(
+            f"validation_size={validation_size!r} must be a count (int) or a fraction (float)"
+        )
+    if isinstance(validation_size, int) and validation_size < 1:
+        raise ValueError(f"validation_size={validation_size} must be at least 1 sample")
+    if isinstance(validation_size, float) and not 0 < validation_size < 1:
+        raise ValueError(
+            f"validation_size={validation_size} is a fraction and must lie strictly between 0 "
+            "and 1 (write a count as an integer, e.g. 5000)"
+        )
+    return validation_size
+
+
+def validation_count(validation_size: int | float, num_samples: int) -> int:
+    """How many of ``num_samples`` training samples ``validation_size`` holds out.
+
+    A fraction is rounded to the nearest count. ValueError (naming ``validation_size``) when
+    that is below one sample or leaves no training data.
+    """
+    check_validation_size(validation_size)
+    if isinstance(validation_size, float):
+        count = round(validation_size * num_samples)
+        if count < 1:
+            raise ValueError(
+                f"validation_size={validation_size} of {num_samples} training samples is less "
+                "than one sample: use a larger fraction or a count"
+            )
+    else:
+        count = validation_size
+    if count >= num_samples:
+        raise ValueError(
+            f"validation_size={validation_size} leaves no training data: the training part "
+            f"has {num_samples} samples; hold out fewer"
+        )
+    return count
 
 
 class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# StrictInt first: 500 stays a count and 0.5 a fraction; True is neither.
+_ValidationSize = StrictInt | StrictFloat
+
+
+def _validation_seed_field() -> int:
+    return Field(
+        0,
+        ge=0,
+        lt=2**63,
+        description="seeds which samples form the validation split (not the trial's seed)",
+    )
 
 
 class MNIST1DOptions(_Options):
@@ -22,11 +106,37 @@ class MNIST1DOptions(_Options):
 
     model: Literal["mlp", "cnn"] = "mlp"
     num_samples: int = Field(
-        5000, ge=1000, le=100_000, multiple_of=10, description="total; 80% train, 20% test"
+        5000,
+        ge=1000,
+        le=100_000,
+        multiple_of=10,
+        description="total; 80% training part (validation is held out of it), 20% test",
     )
     hidden: int = Field(100, gt=0, description="mlp: units of each of the two hidden layers")
     channels: int = Field(25, gt=0, description="cnn: channels of each of the three conv layers")
     seed: int = Field(42, ge=0, lt=2**32, description="seed of the data generator")
+    validation_size: _ValidationSize = Field(
+        0.1,
+        description="held out of the training part, stratified by class: a count (int) or "
+        "a fraction of the training part (float in (0, 1))",
+    )
+    validation_seed: int = _validation_seed_field()
+    standardize: bool = Field(
+        True,
+        description="shift and scale all splits by the training split's mean and std "
+        "(two scalars, computed after the validation split is held out)",
+    )
+
+    @field_validator("validation_size")
+    @classmethod
+    def _check_validation_size(
+        cls, validation_size: int | float, info: ValidationInfo
+    ) -> int | float:
+        num_samples = info.data.get("num_samples")  # absent when it failed its own checks
+        if num_samples is None:
+            return check_validation_size(validation_size)
+        validation_count(validation_size, int(num_samples * MNIST1D_TRAIN_SPLIT))
+        return validation_size
 
 
 class ResNetCIFAROptions(_Options):
@@ -43,6 +153,18 @@ class ResNetCIFAROptions(_Options):
     zero_init_residual: bool = Field(
         False, description="zero the last BatchNorm scale of each block (Goyal et al., 2017)"
     )
+    validation_size: _ValidationSize | None = Field(
+        None,
+        description="held out of the training batches, stratified by class: a count (int) or "
+        "a fraction (float in (0, 1)); null: 5,000 images, at most 10% of the training set",
+    )
+    validation_seed: int = _validation_seed_field()
+
+    @field_validator("validation_size")
+    @classmethod
+    def _check_validation_size(cls, validation_size: int | float | None) -> int | float | None:
+        # Whether a count leaves training data depends on the files: checked at load time.
+        return None if validation_size is None else check_validation_size(validation_size)
 
 
 class LSTMPTBOptions(_Options):
@@ -65,6 +187,10 @@ class LSTMPTBOptions(_Options):
                 f"{self.embedding_size} and {self.hidden_size}"
             )
         return self
+
+
+class LSTMWikiText2Options(LSTMPTBOptions):
+    """The lstm-ptb model on WikiText-2 (Merity et al., 2016, arXiv:1609.07843): same options."""
 
 
 class TransformerMTOptions(_Options):

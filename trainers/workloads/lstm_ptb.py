@@ -1,33 +1,20 @@
 """Word-level LSTM language model on the Penn Treebank (Mikolov et al.'s 10k-word version).
 
-Model: Zaremba, Sutskever & Vinyals, "Recurrent Neural Network Regularization", 2014
-(arXiv:1409.2329): embedding, a multi-layer LSTM with dropout on non-recurrent connections, and
-a softmax layer, optionally tied to the embedding (Press & Wolf, 2017, arXiv:1608.05859; Inan
-et al., 2017). Data: ``ptb.{train,valid,test}.txt``, one sentence per line; each line's words
-plus ``<eos>`` form one token stream; the vocabulary is the training file's words.
-
-Deviation from the classic stateful setup: every sample is one contiguous chunk of ``bptt``
-tokens (input, and the target shifted by one) and the LSTM state starts at zero for each chunk
-instead of being carried across batches. Samples are therefore independent, so a
-DistributedSampler can shard and shuffle them; the cost is a little context at each chunk
-start, i.e. a somewhat higher perplexity than a stateful model of the same size.
+Data: ``ptb/ptb.{train,valid,test}.txt``, one sentence per line (lower case, numbers as ``N``,
+rare words as ``<unk>``); the three files are the train, validation and test splits. The
+model, the chunking and the loss are those of :mod:`trainers.workloads._language_model`.
 """
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-from typing import Any
-
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.utils.data import Dataset, TensorDataset
-
-from trainers.workloads._base import Batch, Workload, iterate_batches, to_device, unwrap_model
-from trainers.workloads._options import LSTMPTBOptions
+from trainers.workloads._language_model import (
+    IGNORE_INDEX,
+    LSTMLanguageModel,
+    LSTMLanguageModelWorkload,
+    chunk_token_stream,
+)
 from trainers.workloads._registry import BUILTIN_WORKLOADS
-from trainers.workloads._text import Vocabulary, perplexity, read_lines
+from trainers.workloads._text import perplexity
 
 __all__ = [
     "IGNORE_INDEX",
@@ -37,150 +24,8 @@ __all__ = [
     "perplexity",
 ]
 
-IGNORE_INDEX = -100
-"""Target of the padding after the last chunk's final token; the loss skips it."""
 
-EOS, UNK = "<eos>", "<unk>"
-
-
-def chunk_token_stream(stream: Tensor, length: int, pad_index: int) -> TensorDataset:
-    """Non-overlapping ``(input, target)`` chunks of ``length`` tokens; targets are shifted.
-
-    The last, shorter chunk is padded (input ``pad_index``, target :data:`IGNORE_INDEX`), so
-    every token of ``stream`` after the first is predicted exactly once.
-    """
-    num_chunks = math.ceil((len(stream) - 1) / length)
-    padded_length = num_chunks * length + 1
-    inputs = torch.full((padded_length,), pad_index, dtype=torch.int64)
-    targets = torch.full((padded_length,), IGNORE_INDEX, dtype=torch.int64)
-    inputs[: len(stream)] = stream
-    targets[: len(stream)] = stream
-    return TensorDataset(inputs[:-1].view(num_chunks, length), targets[1:].view(num_chunks, length))
-
-
-class LSTMLanguageModel(nn.Module):
-    """Embedding -> dropout -> LSTM -> dropout -> linear; logits [B, T, vocab]."""
-
-    def __init__(
-        self,
-        vocab_size: int,
-        *,
-        embedding_size: int,
-        hidden_size: int,
-        num_layers: int,
-        dropout: float,
-        tie_weights: bool,
-    ) -> None:
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.embedding = nn.Embedding(vocab_size, embedding_size)
-        self.lstm = nn.LSTM(
-            embedding_size,
-            hidden_size,
-            num_layers,
-            dropout=dropout if num_layers > 1 else 0.0,
-            batch_first=True,
-        )
-        self.decoder = nn.Linear(hidden_size, vocab_size)
-        # Zaremba et al.'s uniform initialisation (as in PyTorch's word_language_model).
-        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
-        nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
-        nn.init.zeros_(self.decoder.bias)
-        if tie_weights:
-            self.decoder.weight = self.embedding.weight
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        hidden_states, _ = self.lstm(self.dropout(self.embedding(tokens)))
-        logits: Tensor = self.decoder(self.dropout(hidden_states))
-        return logits
-
-
-def _token_loss(model: nn.Module, batch: Batch, reduction: str) -> tuple[Tensor, Tensor]:
-    inputs, targets = batch[0], batch[1]
-    logits = model(inputs)
-    loss = F.cross_entropy(
-        logits.flatten(0, 1).float(),
-        targets.flatten(),
-        ignore_index=IGNORE_INDEX,
-        reduction=reduction,
-    )
-    return loss, (targets != IGNORE_INDEX).sum()
-
-
-class LSTMPTBWorkload(Workload[LSTMPTBOptions]):
-    """PTB language modelling; batches are ``(int64 inputs [B, bptt], int64 targets [B, bptt])``.
-
-    Call :meth:`load_datasets` before :meth:`build_model`: the vocabulary comes from the data.
-    """
+class LSTMPTBWorkload(LSTMLanguageModelWorkload):
+    """PTB language modelling (``ptb/ptb.{train,valid,test}.txt``)."""
 
     info = BUILTIN_WORKLOADS["lstm-ptb"]
-
-    def __init__(self, options: LSTMPTBOptions) -> None:
-        super().__init__(options)
-        self.vocabulary: Vocabulary | None = None
-
-    def load_datasets(self, data_dir: Path) -> tuple[Dataset[Any], Dataset[Any]]:
-        self.require_files(data_dir, self.info.expected_files)
-        train_sentences = self._sentences(data_dir / "ptb" / "ptb.train.txt")
-        vocabulary = Vocabulary.in_order_of_appearance(
-            train_sentences, specials=(UNK, EOS), unk_token=UNK
-        )
-        self.vocabulary = vocabulary
-        test_sentences = self._sentences(data_dir / "ptb" / "ptb.test.txt")
-        return self._chunks(train_sentences, vocabulary), self._chunks(test_sentences, vocabulary)
-
-    @staticmethod
-    def _sentences(path: Path) -> list[list[str]]:
-        return [[*line.split(), EOS] for line in read_lines(path)]
-
-    def _chunks(self, sentences: list[list[str]], vocabulary: Vocabulary) -> TensorDataset:
-        ids = vocabulary.encode(token for sentence in sentences for token in sentence)
-        if len(ids) < 2:
-            raise ValueError(f"{self.info.name}: a PTB split has fewer than two tokens")
-        stream = torch.tensor(ids, dtype=torch.int64)
-        return chunk_token_stream(stream, self.options.bptt, vocabulary.index[EOS])
-
-    def build_model(self) -> nn.Module:
-        if self.vocabulary is None:
-            raise RuntimeError(
-                f"{self.info.name}: call load_datasets(data_dir) before build_model(); the "
-                "vocabulary size comes from the training data"
-            )
-        options = self.options
-        return LSTMLanguageModel(
-            len(self.vocabulary),
-            embedding_size=options.embedding_size,
-            hidden_size=options.hidden_size,
-            num_layers=options.num_layers,
-            dropout=options.dropout,
-            tie_weights=options.tie_weights,
-        )
-
-    def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, int]:
-        loss, count = _token_loss(model, batch, "mean")
-        return loss, int(count)
-
-    def evaluate(
-        self,
-        model: nn.Module,
-        dataset: Dataset[Any],
-        *,
-        device: torch.device | str,
-        batch_size: int,
-    ) -> dict[str, float]:
-        model = unwrap_model(model)
-        was_training = model.training
-        model.eval()
-        total_loss = torch.zeros((), dtype=torch.float64, device=device)
-        total_tokens = torch.zeros((), dtype=torch.int64, device=device)
-        with torch.no_grad():
-            for batch in iterate_batches(dataset, batch_size, self.collate_fn):
-                loss, count = _token_loss(model, to_device(batch, device), "sum")
-                total_loss += loss
-                total_tokens += count
-        model.train(was_training)
-        tokens = int(total_tokens.item())
-        if tokens == 0:
-            raise ValueError(f"workload {self.info.name!r}: the evaluation dataset is empty")
-        test_loss = total_loss.item() / tokens
-        return {"test_loss": test_loss, "perplexity": perplexity(test_loss)}

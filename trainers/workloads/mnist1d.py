@@ -4,6 +4,12 @@ Greydanus & Kobak, "Scaling down deep learning with MNIST-1D", ICML 2024 (arXiv:
 The data is generated offline by the ``mnist1d`` package (never its downloading
 ``get_dataset``) and cached in ``<data_dir>/mnist1d/mnist1d-<num_samples>-<seed>.npz``.
 Models follow the paper's baselines: a 2-hidden-layer ReLU MLP and a 3-layer 1-D CNN.
+
+Splits: the generator's 80% training part less a class-stratified validation split
+(``validation_size``, drawn with ``validation_seed``), the validation split, and the
+generator's 20% test part. With ``standardize`` all three are shifted and scaled by the
+training split's mean and standard deviation (one scalar each), so the held-out data never
+informs the preprocessing.
 """
 
 from __future__ import annotations
@@ -20,13 +26,12 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
-from torch.utils.data import Dataset, TensorDataset
 
-from trainers.workloads._base import ClassificationWorkload
-from trainers.workloads._options import MNIST1DOptions
+from trainers.workloads._base import ClassificationWorkload, Splits, TensorSplit
+from trainers.workloads._options import MNIST1D_TRAIN_SPLIT, MNIST1DOptions
 from trainers.workloads._registry import BUILTIN_WORKLOADS
 
-__all__ = ["MNIST1DWorkload", "generate_mnist1d", "mnist1d_cache_path"]
+__all__ = ["MNIST1DWorkload", "generate_mnist1d", "mnist1d_cache_path", "standardize"]
 
 SEQUENCE_LENGTH = 40
 NUM_CLASSES = 10
@@ -40,6 +45,7 @@ def mnist1d_cache_path(data_dir: Path, num_samples: int, seed: int) -> Path:
 def generate_mnist1d(num_samples: int, seed: int) -> dict[str, npt.NDArray[Any]]:
     """Arrays ``x, y, x_test, y_test`` (float32 [N, 40], int64 [N]) with an 80/20 split.
 
+    ``x`` is the first ``int(num_samples * 0.8)`` generated samples (:data:`MNIST1D_TRAIN_SPLIT`).
     The generator reseeds the global ``random`` and ``numpy`` RNGs; their states are restored.
     """
     from mnist1d.data import get_dataset_args, make_dataset
@@ -49,6 +55,7 @@ def generate_mnist1d(num_samples: int, seed: int) -> dict[str, npt.NDArray[Any]]
         args = get_dataset_args()
         args.num_samples = num_samples
         args.seed = seed
+        args.train_split = MNIST1D_TRAIN_SPLIT  # the package default, pinned
         data = make_dataset(args)
     finally:
         random.setstate(python_state)
@@ -136,10 +143,32 @@ class MNIST1DWorkload(ClassificationWorkload[MNIST1DOptions]):
     def build_model(self) -> nn.Module:
         return _MODELS[self.options.model](self.options)
 
-    def load_datasets(self, data_dir: Path) -> tuple[Dataset[Any], Dataset[Any]]:
+    def load_splits(self, data_dir: Path) -> Splits:
         options = self.options
         path = mnist1d_cache_path(data_dir, options.num_samples, options.seed)
         arrays = _load_or_generate(path, options.num_samples, options.seed)
-        train = TensorDataset(torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["y"]))
-        test = TensorDataset(torch.from_numpy(arrays["x_test"]), torch.from_numpy(arrays["y_test"]))
-        return train, test
+        train, validation = self.hold_out_validation(
+            TensorSplit(torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["y"])),
+            options.validation_size,
+            options.validation_seed,
+        )
+        test = TensorSplit(torch.from_numpy(arrays["x_test"]), torch.from_numpy(arrays["y_test"]))
+        splits = Splits(train, validation, test)
+        return standardize(splits) if options.standardize else splits
+
+
+def standardize(splits: Splits) -> Splits:
+    """``splits`` with inputs ``(x - mean) / std``, both scalars of the training inputs.
+
+    The statistics are float64 over every value of the training split (population std).
+    """
+    inputs = splits.train.tensors[0].double()
+    mean, std = inputs.mean(), inputs.std(correction=0)
+    if not std > 0:
+        raise ValueError("cannot standardize: the training inputs are constant")
+
+    def scaled(split: TensorSplit) -> TensorSplit:
+        inputs, *rest = split.tensors
+        return TensorSplit(((inputs.double() - mean) / std).to(inputs.dtype), *rest)
+
+    return Splits(*(scaled(split) for split in splits))

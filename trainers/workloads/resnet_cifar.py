@@ -8,24 +8,27 @@ default, option B (1x1 projection) on request. Data: Krizhevsky, "Learning Multi
 Features from Tiny Images", 2009 (the "python version" pickles). Augmentation: random 32x32
 crop of the 4-pixel zero-padded image and a random horizontal flip, as in the paper.
 
-Images stay uint8 in the datasets (150 MB for CIFAR's train set, not 600 MB of floats); the
-model's first layer scales them to [0, 1] and normalises per channel, so the crop pads with
-black exactly like torchvision's ``RandomCrop(32, padding=4)`` before ``Normalize``.
+Splits: the training batches less a class-stratified validation split (``validation_size``,
+by default 5,000 images as is usual for CIFAR, drawn with ``validation_seed``), that split, and
+the test batch. Images stay uint8 tensors in memory (150 MB for CIFAR's 50,000 training
+images, not 600 MB of floats); the model's first layer scales them to [0, 1] and normalises per
+channel, so the crop pads with black exactly like torchvision's ``RandomCrop(32, padding=4)``
+before ``Normalize``. The normalisation constants are the usual ones of all 50,000 training
+images, not recomputed without the validation split.
 """
 
 from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar, Final
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import Dataset, TensorDataset
 
-from trainers.workloads._base import Batch, ClassificationWorkload
+from trainers.workloads._base import Batch, ClassificationWorkload, Splits, TensorSplit
 from trainers.workloads._options import ResNetCIFAROptions
 from trainers.workloads._registry import BUILTIN_WORKLOADS
 
@@ -33,12 +36,19 @@ __all__ = [
     "CIFAR10Workload",
     "CIFAR100Workload",
     "ResNetCIFAR",
+    "default_validation_size",
     "load_cifar_batch",
     "random_crop_flip",
 ]
 
 IMAGE_SIZE = 32
 CROP_PADDING = 4
+DEFAULT_VALIDATION_IMAGES: Final = 5000
+
+
+def default_validation_size(num_train: int) -> int:
+    """5,000 images, at most a tenth of ``num_train`` (so the tiny test fixtures keep data)."""
+    return min(DEFAULT_VALIDATION_IMAGES, max(1, num_train // 10))
 
 
 class _CIFARUnpickler(pickle.Unpickler):
@@ -223,17 +233,24 @@ class _CIFARWorkload(ClassificationWorkload[ResNetCIFAROptions]):
             zero_init_residual=self.options.zero_init_residual,
         )
 
-    def load_datasets(self, data_dir: Path) -> tuple[Dataset[Any], Dataset[Any]]:
+    def load_splits(self, data_dir: Path) -> Splits:
         self.require_files(data_dir, self.info.expected_files)
-        return self._load(data_dir, self.train_files), self._load(data_dir, self.test_files)
+        everything = self._load(data_dir, self.train_files)
+        size = self.options.validation_size
+        train, validation = self.hold_out_validation(
+            everything,
+            default_validation_size(len(everything)) if size is None else size,
+            self.options.validation_seed,
+        )
+        return Splits(train, validation, self._load(data_dir, self.test_files))
 
-    def _load(self, data_dir: Path, files: tuple[str, ...]) -> TensorDataset:
+    def _load(self, data_dir: Path, files: tuple[str, ...]) -> TensorSplit:
         parts = [load_cifar_batch(data_dir / name, self.label_key) for name in files]
         images = torch.cat([images for images, _ in parts])
         labels = torch.cat([labels for _, labels in parts])
         if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < self.num_classes:
             raise ValueError(f"{self.info.name}: labels outside [0, {self.num_classes})")
-        return TensorDataset(images, labels)
+        return TensorSplit(images, labels)
 
     def train_transform(self, batch: Batch) -> Batch:
         return (random_crop_flip(batch[0]), *batch[1:])

@@ -10,7 +10,13 @@ Tokenisation is whitespace splitting of lower-cased text (punctuation stays atta
 raw files); vocabularies come from the training split (tokens seen ``min_freq`` times) with
 ``<pad>=0, <bos>=1, <eos>=2, <unk>=3``. Sentences are cut to ``max_len`` tokens. BLEU is
 sacrebleu's corpus BLEU (0-100, 13a tokenisation, case-insensitive since the model's output is
-lower case) of greedy decodes against the raw test references (Post, 2018, arXiv:1804.08771).
+lower case) of greedy decodes against the raw references (Post, 2018, arXiv:1804.08771).
+
+Splits: the ``train``, ``val`` and ``test`` files. Each is three tensors: sources [N, S] and
+targets [N, T], padded with ``<pad>`` to the split's longest sentence, and each row's index
+into :attr:`TransformerMTWorkload.references` (its raw target sentence, for BLEU). ``loss``
+and ``evaluate`` cut every batch to its own longest sentence (:func:`trim_padding`), so a
+batch costs what it would with per-batch padding.
 """
 
 from __future__ import annotations
@@ -25,19 +31,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
-from torch.utils.data import Dataset
 
-from trainers.workloads._base import Batch, Workload, iterate_batches, to_device, unwrap_model
+from trainers.workloads._base import (
+    Batch,
+    Splits,
+    TensorSplit,
+    Workload,
+    evaluation_mode,
+    to_device,
+)
 from trainers.workloads._options import TransformerMTOptions
 from trainers.workloads._registry import BUILTIN_WORKLOADS
-from trainers.workloads._text import Vocabulary, perplexity, read_lines
+from trainers.workloads._text import Vocabulary, read_lines
 
 __all__ = [
     "TransformerMTWorkload",
-    "TranslationPairs",
     "TranslationTransformer",
-    "collate_translation_pairs",
+    "pad_sentences",
     "tokenize",
+    "trim_padding",
 ]
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -50,37 +62,32 @@ def tokenize(line: str) -> list[str]:
     return line.lower().split()
 
 
-class TranslationPairs(Dataset[tuple[Tensor, Tensor]]):
-    """Aligned ``(source ids, target ids)``; sources end in <eos>, targets are <bos> .. <eos>.
-
-    ``references`` keeps the raw target sentences for BLEU.
-    """
-
-    def __init__(
-        self, sources: Sequence[Tensor], targets: Sequence[Tensor], references: Sequence[str]
-    ) -> None:
-        if not len(sources) == len(targets) == len(references):
-            raise ValueError("sources, targets and references must be aligned")
-        self.sources = list(sources)
-        self.targets = list(targets)
-        self.references = list(references)
-
-    def __len__(self) -> int:
-        return len(self.sources)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        return self.sources[index], self.targets[index]
-
-
-def collate_translation_pairs(pairs: list[tuple[Tensor, Tensor]]) -> Batch:
-    """Pad sources and targets with <pad> to the batch's longest: (src [B, S], tgt [B, T])."""
-    sources = pad_sequence(
-        [source for source, _ in pairs], batch_first=True, padding_value=PAD_INDEX
+def pad_sentences(sentences: Sequence[Sequence[int]]) -> Tensor:
+    """int64 [N, longest] of the token ids, padded at the end with <pad>."""
+    if not sentences:
+        return torch.zeros((0, 1), dtype=torch.int64)
+    return pad_sequence(
+        [torch.tensor(ids, dtype=torch.int64) for ids in sentences],
+        batch_first=True,
+        padding_value=PAD_INDEX,
     )
-    targets = pad_sequence(
-        [target for _, target in pairs], batch_first=True, padding_value=PAD_INDEX
-    )
-    return sources, targets
+
+
+def trim_padding(batch: Batch) -> Batch:
+    """``(src, tgt, *rest)`` with the columns after each one's last non-pad token dropped."""
+    src, tgt = batch[0], batch[1]
+    if src.shape[0] == 0:
+        return batch
+    # One host sync for both lengths: the position after the last non-pad token of any row.
+    lengths = torch.stack(
+        [
+            ((tokens != PAD_INDEX) * torch.arange(1, tokens.shape[1] + 1, device=tokens.device))
+            .amax()
+            .to(src.device)
+            for tokens in (src, tgt)
+        ]
+    ).tolist()
+    return (src[:, : lengths[0]], tgt[:, : lengths[1]], *batch[2:])
 
 
 def _sinusoidal_positions(num_positions: int, d_model: int) -> Tensor:
@@ -220,18 +227,22 @@ def _token_loss(model: nn.Module, batch: Batch, reduction: str) -> tuple[Tensor,
 
 
 class TransformerMTWorkload(Workload[TransformerMTOptions]):
-    """Multi30k translation; batches are ``(int64 src [B, S], int64 tgt [B, T])``, padded.
+    """Multi30k translation; batches are ``(int64 src [B, S], int64 tgt [B, T], int64 [B])``.
 
-    Call :meth:`load_datasets` before :meth:`build_model`: the vocabularies come from the data.
+    The third tensor indexes :attr:`references`. Call :meth:`load_splits` before
+    :meth:`build_model`: the vocabularies come from the data.
+
+    Attributes:
+        references: the raw target sentences of all splits (train, then val, then test).
     """
 
     info = BUILTIN_WORKLOADS["transformer-mt"]
 
     def __init__(self, options: TransformerMTOptions) -> None:
         super().__init__(options)
-        self.collate_fn = collate_translation_pairs
         self.src_vocabulary: Vocabulary | None = None
         self.tgt_vocabulary: Vocabulary | None = None
+        self.references: list[str] = []
 
     def _files(self, split: str) -> tuple[str, str]:
         return (
@@ -239,61 +250,54 @@ class TransformerMTWorkload(Workload[TransformerMTOptions]):
             f"multi30k/{split}.{self.options.tgt_lang}",
         )
 
-    def load_datasets(self, data_dir: Path) -> tuple[Dataset[Any], Dataset[Any]]:
-        self.require_files(
-            data_dir, [path for split in ("train", "val", "test") for path in self._files(split)]
-        )
-        train_src, train_tgt = (self._read(data_dir, path) for path in self._files("train"))
-        test_src, test_tgt = (self._read(data_dir, path) for path in self._files("test"))
+    def load_splits(self, data_dir: Path) -> Splits:
+        names = ("train", "val", "test")
+        self.require_files(data_dir, [path for split in names for path in self._files(split)])
+        lines = {
+            split: tuple(read_lines(data_dir / path) for path in self._files(split))
+            for split in names
+        }
         min_freq = self.options.min_freq
-        src_vocabulary = Vocabulary.by_frequency(
-            (tokenize(line) for line in train_src),
-            specials=SPECIALS,
-            unk_token=UNK,
-            min_freq=min_freq,
-        )
-        tgt_vocabulary = Vocabulary.by_frequency(
-            (tokenize(line) for line in train_tgt),
-            specials=SPECIALS,
-            unk_token=UNK,
-            min_freq=min_freq,
+        src_vocabulary, tgt_vocabulary = (
+            Vocabulary.by_frequency(
+                (tokenize(line) for line in side),
+                specials=SPECIALS,
+                unk_token=UNK,
+                min_freq=min_freq,
+            )
+            for side in lines["train"]
         )
         self.src_vocabulary, self.tgt_vocabulary = src_vocabulary, tgt_vocabulary
-        return (
-            self._pairs(train_src, train_tgt, src_vocabulary, tgt_vocabulary),
-            self._pairs(test_src, test_tgt, src_vocabulary, tgt_vocabulary),
-        )
+        self.references = []
+        return Splits(*(self._split(split, *lines[split]) for split in names))
 
-    def _read(self, data_dir: Path, relative: str) -> list[str]:
-        return read_lines(data_dir / relative)
-
-    def _pairs(
-        self,
-        src_lines: list[str],
-        tgt_lines: list[str],
-        src_vocabulary: Vocabulary,
-        tgt_vocabulary: Vocabulary,
-    ) -> TranslationPairs:
+    def _split(self, name: str, src_lines: list[str], tgt_lines: list[str]) -> TensorSplit:
         if len(src_lines) != len(tgt_lines):
             raise ValueError(
-                f"{self.info.name}: {len(src_lines)} source but {len(tgt_lines)} target lines; "
-                "the parallel files must be aligned line by line"
+                f"{self.info.name}: {name} has {len(src_lines)} source but {len(tgt_lines)} "
+                "target lines; the parallel files must be aligned line by line"
             )
+        assert self.src_vocabulary is not None and self.tgt_vocabulary is not None
         max_len = self.options.max_len
         sources = [
-            torch.tensor([*src_vocabulary.encode(tokenize(line)[:max_len]), EOS_INDEX])
-            for line in src_lines
+            [*self.src_vocabulary.encode(tokenize(line)[:max_len]), EOS_INDEX] for line in src_lines
         ]
         targets = [
-            torch.tensor([BOS_INDEX, *tgt_vocabulary.encode(tokenize(line)[:max_len]), EOS_INDEX])
+            [BOS_INDEX, *self.tgt_vocabulary.encode(tokenize(line)[:max_len]), EOS_INDEX]
             for line in tgt_lines
         ]
-        return TranslationPairs(sources, targets, [line.strip() for line in tgt_lines])
+        first = len(self.references)
+        self.references.extend(line.strip() for line in tgt_lines)
+        return TensorSplit(
+            pad_sentences(sources),
+            pad_sentences(targets),
+            torch.arange(first, len(self.references), dtype=torch.int64),
+        )
 
     def build_model(self) -> nn.Module:
         if self.src_vocabulary is None or self.tgt_vocabulary is None:
             raise RuntimeError(
-                f"{self.info.name}: call load_datasets(data_dir) before build_model(); the "
+                f"{self.info.name}: call load_splits(data_dir) before build_model(); the "
                 "vocabulary sizes come from the training data"
             )
         options = self.options
@@ -311,50 +315,46 @@ class TransformerMTWorkload(Workload[TransformerMTOptions]):
         )
 
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, int]:
-        loss, count = _token_loss(model, batch, "mean")
+        loss, count = _token_loss(model, trim_padding(batch), "mean")
         return loss, int(count)
 
     def evaluate(
         self,
         model: nn.Module,
-        dataset: Dataset[Any],
+        split: TensorSplit,
         *,
         device: torch.device | str,
         batch_size: int,
     ) -> dict[str, float]:
+        """Token loss and greedy BLEU; references are the raw sentences the split's third
+        tensor points at (a split of only (src, tgt) is scored against its decoded targets)."""
         if self.tgt_vocabulary is None:
-            raise RuntimeError(f"{self.info.name}: call load_datasets(data_dir) first")
+            raise RuntimeError(f"{self.info.name}: call load_splits(data_dir) first")
         vocabulary = self.tgt_vocabulary
-        model = unwrap_model(model)
-        if not isinstance(model, TranslationTransformer):
-            raise TypeError(f"{self.info.name}: expected a TranslationTransformer, got {model!r}")
-        was_training = model.training
-        model.eval()
         total_loss = torch.zeros((), dtype=torch.float64, device=device)
         total_tokens = torch.zeros((), dtype=torch.int64, device=device)
         hypotheses: list[str] = []
-        decoded_references: list[str] = []
-        with torch.no_grad():
-            for batch in iterate_batches(dataset, batch_size, self.collate_fn):
-                src, tgt = to_device(batch, device)
-                loss, count = _token_loss(model, (src, tgt), "sum")
+        references: list[str] = []
+        with evaluation_mode(model) as inner:
+            if not isinstance(inner, TranslationTransformer):
+                raise TypeError(
+                    f"{self.info.name}: expected a TranslationTransformer, got {inner!r}"
+                )
+            for batch in split.batches(batch_size):
+                src, tgt, *rest = trim_padding(to_device(batch, device))
+                loss, count = _token_loss(inner, (src, tgt), "sum")
                 total_loss += loss
                 total_tokens += count
-                for ids in model.greedy_decode(src, self.options.max_len):
+                for ids in inner.greedy_decode(src, self.options.max_len):
                     hypotheses.append(" ".join(vocabulary.decode(ids)))
-                for row in tgt[:, 1:].tolist():
-                    words = row[: row.index(EOS_INDEX)] if EOS_INDEX in row else row
-                    decoded_references.append(" ".join(vocabulary.decode(words)))
-        model.train(was_training)
+                if rest:
+                    references.extend(self.references[row] for row in rest[0].tolist())
+                else:
+                    for row in tgt[:, 1:].tolist():
+                        words = row[: row.index(EOS_INDEX)] if EOS_INDEX in row else row
+                        references.append(" ".join(vocabulary.decode(words)))
         tokens = int(total_tokens.item())
         if tokens == 0:
-            raise ValueError(f"workload {self.info.name!r}: the evaluation dataset is empty")
-        # Raw references where the dataset kept them, else the (lower-cased, <unk>-ed) ids.
-        references = getattr(dataset, "references", None) or decoded_references
-        bleu = sacrebleu.corpus_bleu(hypotheses, [list(references)], lowercase=True)
-        test_loss = total_loss.item() / tokens
-        return {
-            "test_loss": test_loss,
-            "perplexity": perplexity(test_loss),
-            "bleu": float(bleu.score),
-        }
+            raise ValueError(f"workload {self.info.name!r}: the evaluation split is empty")
+        bleu = sacrebleu.corpus_bleu(hypotheses, [references], lowercase=True)
+        return {"loss": total_loss.item() / tokens, "bleu": float(bleu.score)}

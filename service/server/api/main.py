@@ -27,7 +27,7 @@ from service.server.api.errors import install_error_handlers
 from service.server.api.metrics import AppMetrics
 from service.server.api.middleware import BodySizeLimit, RequestMetrics
 from service.server.api.routes import health, internal, streams, sweeps, trials
-from service.server.auth import ensure_admin_token, write_admin_token_file
+from service.server.auth import ADMIN_TOKEN_FILE, ensure_admin_token, write_admin_token_file
 from service.server.db import Database
 from service.server.dispatch.base import Dispatcher
 from service.server.dispatch.local_head import LocalRayHead
@@ -38,7 +38,7 @@ from service.server.migrations import upgrade
 from service.server.reconciler import Reconciler, Supervisor
 from service.settings import Settings, get_settings
 
-__all__ = ["create_app"]
+__all__ = ["ADMIN_TOKEN_FILE", "create_app"]
 
 log = logging.getLogger(__name__)
 

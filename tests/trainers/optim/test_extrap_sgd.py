@@ -1,4 +1,4 @@
-"""ExtrapSGD against its contract (shared/EXTRAPSGD.md): formulas, errors, state."""
+"""ExtrapSGD against its contract (docs/optimizer.md): formulas, errors, state."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainers.config import EXTRAPOLATION_VARIANTS
-from trainers.optim import VARIANTS, ExtrapSGD
+from trainers.config import OptimizerConfig
+from trainers.optim import VARIANTS, ExtrapSGD, effective_gamma
 
 
 @pytest.fixture(autouse=True)
@@ -144,8 +144,36 @@ def test_two_pass_property(variant: str, expected: bool) -> None:
     assert expected is (variant in ("gradient", "gradient+noise", "sam"))
 
 
-def test_config_lists_the_same_variants_as_the_optimizer() -> None:
-    assert tuple(VARIANTS) == EXTRAPOLATION_VARIANTS
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_config_accepts_every_registered_variant(variant: str) -> None:
+    config = OptimizerConfig(extrapolation=variant, gamma=0.05)
+    ExtrapSGD(_model().parameters(), **config.model_dump())  # and the optimizer takes it too
+
+
+def test_config_refuses_another_variant_listing_the_names() -> None:
+    with pytest.raises(ValueError) as info:
+        OptimizerConfig(extrapolation="extragradient")
+    assert "extrapolation='extragradient'" in str(info.value)
+    for name in VARIANTS:
+        assert repr(name) in str(info.value)
+
+
+def test_config_schema_lists_the_registered_variants() -> None:
+    schema = OptimizerConfig.model_json_schema()
+    assert schema["properties"]["extrapolation"]["enum"] == list(VARIANTS)
+
+
+@pytest.mark.parametrize(
+    ("group", "expected"),
+    [
+        ({"lr": 0.5, "gamma": None, "gamma_ratio": 0.1}, 0.05),
+        ({"lr": 0.5, "gamma": 0.2, "gamma_ratio": 0.1}, 0.2),
+        ({"lr": 0.5, "gamma": 0.0, "gamma_ratio": 0.1}, 0.0),
+        ({"lr": 0.0, "gamma": None, "gamma_ratio": 0.1}, 0.0),
+    ],
+)
+def test_effective_gamma_is_gamma_or_ratio_times_lr(group: dict[str, Any], expected: float) -> None:
+    assert effective_gamma(group) == pytest.approx(expected)
 
 
 # -- equivalence with torch SGD ---------------------------------------------------------------
@@ -404,7 +432,7 @@ def test_extrapolate_twice_is_a_runtime_error() -> None:
         opt.extrapolate()
 
 
-@pytest.mark.parametrize("variant", ["gradient", "noise", "gradient+noise", "past", "sam"])
+@pytest.mark.parametrize("variant", [name for name in VARIANTS if name != "none"])
 def test_step_without_extrapolate_is_a_runtime_error(variant: str) -> None:
     model, batch = _model(), _batches(1)[0]
     opt = ExtrapSGD(model.parameters(), lr=0.1, extrapolation=variant, gamma=0.1)
@@ -425,7 +453,7 @@ def test_step_without_extrapolate_is_fine_for_none() -> None:
         opt.state_dict()
 
 
-@pytest.mark.parametrize("variant", ["gradient", "gradient+noise", "sam"])
+@pytest.mark.parametrize("variant", [v.name for v in VARIANTS.values() if v.needs_grad])
 def test_extrapolate_without_any_gradient_is_a_runtime_error(variant: str) -> None:
     opt = ExtrapSGD(_model().parameters(), lr=0.1, extrapolation=variant, gamma=0.1)
     with pytest.raises(RuntimeError, match="backward"):
@@ -444,7 +472,7 @@ def test_state_dict_while_extrapolated_is_a_runtime_error() -> None:
 # -- closure form, state, paths ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variant", ["none", "gradient", "noise", "gradient+noise", "past", "sam"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
 def test_closure_form_equals_the_manual_cycle(variant: str) -> None:
     batches = _batches(5)
     kwargs = {"lr": 0.1, "extrapolation": variant, "gamma": 0.05, "noise_std": 0.01, "seed": 1}

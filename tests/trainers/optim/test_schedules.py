@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import math
 from typing import Any, get_args
@@ -9,14 +10,13 @@ from typing import Any, get_args
 import pytest
 import torch
 
-from trainers.config import GammaScheduleConfig, ScheduleConfig
+from trainers.config import ScheduleConfig
+from trainers.optim import ExtrapSGD, effective_gamma
 from trainers.optim.schedules import (
     GAMMA_SCHEDULE_KINDS,
     LR_DECAY_KINDS,
     GammaScheduler,
-    build_gamma_scheduler,
     build_lr_scheduler,
-    current_gamma,
     linear_scaled_lr,
 )
 
@@ -25,14 +25,10 @@ from trainers.optim.schedules import (
 
 def _optimizer(
     lr: float = 1.0, *, gamma: float | None = None, gamma_ratio: float = 0.1, groups: int = 1
-) -> torch.optim.Optimizer:
-    """A torch SGD standing in for ExtrapSGD: the same per-group gamma options, added by hand."""
+) -> ExtrapSGD:
+    """An ExtrapSGD with ``groups`` param groups of one parameter each."""
     params = [{"params": [torch.zeros(1, requires_grad=True)]} for _ in range(groups)]
-    optimizer = torch.optim.SGD(params, lr=lr)
-    for group in optimizer.param_groups:
-        group["gamma"] = gamma
-        group["gamma_ratio"] = gamma_ratio
-    return optimizer
+    return ExtrapSGD(params, lr=lr, extrapolation="none", gamma=gamma, gamma_ratio=gamma_ratio)
 
 
 def _advance(optimizer: torch.optim.Optimizer, *schedulers: Any) -> None:
@@ -40,6 +36,11 @@ def _advance(optimizer: torch.optim.Optimizer, *schedulers: Any) -> None:
     optimizer.step()
     for scheduler in schedulers:
         scheduler.step()
+
+
+def _lr_scheduler(optimizer: torch.optim.Optimizer, schedule: ScheduleConfig, **run: Any) -> Any:
+    """The lr schedule the training loop builds from ``schedule`` (and steps_per_epoch/epochs)."""
+    return build_lr_scheduler(optimizer, **run, **schedule.lr_schedule_options())
 
 
 def _lrs_used(optimizer: torch.optim.Optimizer, scheduler: Any, steps: int) -> list[float]:
@@ -55,7 +56,7 @@ def _gammas_used(optimizer: torch.optim.Optimizer, *schedulers: Any, steps: int)
     """The effective gamma each of the next ``steps`` optimizer steps runs with."""
     used = []
     for _ in range(steps):
-        used.append(current_gamma(optimizer.param_groups[0]))
+        used.append(effective_gamma(optimizer.param_groups[0]))
         _advance(optimizer, *schedulers)
     return used
 
@@ -123,7 +124,7 @@ def test_warmup_reaches_the_peak_at_its_last_step(
 ) -> None:
     optimizer = _optimizer(lr=0.8)
     schedule = ScheduleConfig(warmup_epochs=warmup_epochs)
-    scheduler = build_lr_scheduler(optimizer, schedule, steps_per_epoch=steps_per_epoch, epochs=4)
+    scheduler = _lr_scheduler(optimizer, schedule, steps_per_epoch=steps_per_epoch, epochs=4)
     lrs = _lrs_used(optimizer, scheduler, warmup_steps + 2)
     assert lrs[warmup_steps - 2] < 0.8
     assert lrs[warmup_steps - 1 :] == pytest.approx([0.8] * 3)
@@ -135,14 +136,14 @@ def test_warmup_rises_linearly_from_peak_over_warmup_steps(
 ) -> None:
     optimizer = _optimizer(lr=0.8)
     schedule = ScheduleConfig(warmup_epochs=warmup_epochs)
-    scheduler = build_lr_scheduler(optimizer, schedule, steps_per_epoch=steps_per_epoch, epochs=4)
+    scheduler = _lr_scheduler(optimizer, schedule, steps_per_epoch=steps_per_epoch, epochs=4)
     expected = [0.8 * (step + 1) / warmup_steps for step in range(warmup_steps)]
     assert _lrs_used(optimizer, scheduler, warmup_steps) == pytest.approx(expected)
 
 
 def test_no_warmup_starts_at_the_peak() -> None:
     optimizer = _optimizer(lr=0.8)
-    scheduler = build_lr_scheduler(optimizer, ScheduleConfig(), steps_per_epoch=5, epochs=2)
+    scheduler = build_lr_scheduler(optimizer, steps_per_epoch=5, epochs=2)
     assert _lrs_used(optimizer, scheduler, 2) == pytest.approx([0.8, 0.8])
 
 
@@ -213,26 +214,53 @@ def test_decay_value_at_step(
 ) -> None:
     optimizer = _optimizer(lr=2.0)
     scheduler = build_lr_scheduler(
-        optimizer, ScheduleConfig(**schedule), steps_per_epoch=steps_per_epoch, epochs=epochs
+        optimizer, steps_per_epoch=steps_per_epoch, epochs=epochs, **schedule
     )
     for _ in range(step):
         _advance(optimizer, scheduler)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(2.0 * factor, abs=1e-12)
 
 
-@pytest.mark.parametrize(
-    ("schedule", "steps_per_epoch", "epochs", "named"),
-    [
-        (ScheduleConfig(), 0, 2, "steps_per_epoch"),
-        (ScheduleConfig(), 5, 0, "epochs"),
-        (ScheduleConfig(warmup_epochs=3), 5, 2, "warmup_epochs"),
-    ],
-)
-def test_build_lr_scheduler_rejects(
-    schedule: ScheduleConfig, steps_per_epoch: int, epochs: int, named: str
+# (build_lr_scheduler kwargs beyond the optimizer, the argument the error must name)
+BAD_LR_OPTIONS = [
+    pytest.param({"steps_per_epoch": 0, "epochs": 2}, "steps_per_epoch", id="no-steps"),
+    pytest.param({"steps_per_epoch": 5, "epochs": 0}, "epochs", id="no-epochs"),
+    pytest.param({"warmup_epochs": 3}, "warmup_epochs", id="warmup-longer-than-run"),
+    pytest.param({"warmup_epochs": -1}, "warmup_epochs", id="negative-warmup"),
+    pytest.param({"decay": "step"}, "decay='step'.*constant.*polynomial", id="unknown-decay"),
+    pytest.param({"milestones": (0.5, 1.0)}, "milestones", id="milestone-at-end"),
+    pytest.param({"milestones": (0.0, 0.5)}, "milestones", id="milestone-at-start"),
+    pytest.param({"milestones": (0.75, 0.5)}, "milestones must be increasing", id="unsorted"),
+    pytest.param({"decay_factor": 0.0}, "decay_factor", id="decay-factor-zero"),
+    pytest.param({"decay_factor": 1.5}, "decay_factor", id="decay-factor-above-one"),
+    pytest.param({"power": 0.0}, "power", id="power-zero"),
+    pytest.param({"final_lr_fraction": -0.1}, "final_lr_fraction", id="floor-negative"),
+    pytest.param({"final_lr_fraction": 1.1}, "final_lr_fraction", id="floor-above-one"),
+]
+
+
+@pytest.mark.parametrize(("options", "named"), BAD_LR_OPTIONS)
+def test_build_lr_scheduler_rejects_naming_the_argument(
+    options: dict[str, Any], named: str
 ) -> None:
+    kwargs: dict[str, Any] = {"steps_per_epoch": 5, "epochs": 2, **options}
     with pytest.raises(ValueError, match=named):
-        build_lr_scheduler(_optimizer(), schedule, steps_per_epoch=steps_per_epoch, epochs=epochs)
+        build_lr_scheduler(_optimizer(), **kwargs)
+
+
+def test_lr_schedule_options_are_exactly_the_schedule_keywords() -> None:
+    keywords = set(inspect.signature(build_lr_scheduler).parameters) - {
+        "optimizer",
+        "steps_per_epoch",
+        "epochs",
+    }
+    assert set(ScheduleConfig().lr_schedule_options()) == keywords
+
+
+def test_lr_schedule_defaults_agree_with_the_config() -> None:
+    parameters = inspect.signature(build_lr_scheduler).parameters
+    for name, value in ScheduleConfig().lr_schedule_options().items():
+        assert value == parameters[name].default, name
 
 
 @pytest.mark.parametrize("decay", LR_DECAY_KINDS)
@@ -241,7 +269,7 @@ def test_lr_scheduler_resumes_identically_from_its_state_dict(decay: str) -> Non
 
     def fresh() -> tuple[torch.optim.Optimizer, Any]:
         optimizer = _optimizer(lr=0.5)
-        return optimizer, build_lr_scheduler(optimizer, schedule, steps_per_epoch=4, epochs=6)
+        return optimizer, _lr_scheduler(optimizer, schedule, steps_per_epoch=4, epochs=6)
 
     reference = _lrs_used(*fresh(), 24)
 
@@ -265,34 +293,43 @@ def test_gamma_schedule_kinds_match_the_config() -> None:
     assert set(GAMMA_SCHEDULE_KINDS) == set(get_args(GammaScheduleKind))
 
 
-def test_follow_lr_clears_gamma_so_the_optimizer_uses_ratio_times_lr() -> None:
-    optimizer = _optimizer(lr=0.4, gamma=0.3, gamma_ratio=0.25, groups=2)
-    scheduler = build_gamma_scheduler(
-        optimizer, GammaScheduleConfig(kind="follow_lr"), base_gamma=None, total_steps=10
-    )
-    assert [group["gamma"] for group in optimizer.param_groups] == [None, None]
-    assert scheduler.get_last_gamma() == [None, None]
+@pytest.mark.parametrize(("kind", "gamma"), [("follow_lr", None), ("constant", 0.3)])
+def test_follow_lr_and_constant_never_write_gamma(kind: str, gamma: float | None) -> None:
+    optimizer = _optimizer(lr=0.4, gamma=gamma, gamma_ratio=0.25, groups=2)
+    before = [dict(group) for group in optimizer.param_groups]
+    scheduler = GammaScheduler(optimizer, kind, total_steps=10)
+    for _ in range(12):
+        _advance(optimizer, scheduler)
+    assert [dict(group) for group in optimizer.param_groups] == before
+    assert scheduler.get_last_gamma() == [gamma, gamma]
 
 
 def test_follow_lr_tracks_the_lr_schedule() -> None:
+    schedule = ScheduleConfig(warmup_epochs=1, decay="cosine")
     optimizer = _optimizer(lr=0.4, gamma_ratio=0.25)
-    lr_scheduler = build_lr_scheduler(
-        optimizer, ScheduleConfig(warmup_epochs=1, decay="cosine"), steps_per_epoch=4, epochs=3
-    )
-    lrs = _lrs_used(optimizer, lr_scheduler, 12)
+    lrs = _lrs_used(optimizer, _lr_scheduler(optimizer, schedule, steps_per_epoch=4, epochs=3), 12)
 
     optimizer = _optimizer(lr=0.4, gamma_ratio=0.25)
-    lr_scheduler = build_lr_scheduler(
-        optimizer, ScheduleConfig(warmup_epochs=1, decay="cosine"), steps_per_epoch=4, epochs=3
-    )
-    gamma_scheduler = build_gamma_scheduler(
-        optimizer, GammaScheduleConfig(kind="follow_lr"), base_gamma=None, total_steps=12
-    )
+    lr_scheduler = _lr_scheduler(optimizer, schedule, steps_per_epoch=4, epochs=3)
+    gamma_scheduler = GammaScheduler(optimizer, "follow_lr", total_steps=12)
     gammas = _gammas_used(optimizer, lr_scheduler, gamma_scheduler, steps=12)
     assert gammas == pytest.approx([0.25 * lr for lr in lrs])
 
 
-# (kind, final_fraction, step, expected gamma) with base_gamma=0.2 over 10 steps
+@pytest.mark.parametrize("kind", ["cosine", "linear"])
+def test_decaying_kinds_record_the_starting_gamma_once(kind: str) -> None:
+    optimizer = _optimizer(gamma=0.2, groups=2)
+    optimizer.param_groups[1]["gamma"] = 0.4
+    scheduler = GammaScheduler(optimizer, kind, total_steps=10)
+    assert [g["gamma"] for g in optimizer.param_groups] == [0.2, 0.4]  # nothing written yet
+    assert [g["initial_gamma"] for g in optimizer.param_groups] == [0.2, 0.4]
+    _advance(optimizer, scheduler)
+    again = GammaScheduler(optimizer, kind, total_steps=10)  # keeps the recorded start
+    assert [g["initial_gamma"] for g in optimizer.param_groups] == [0.2, 0.4]
+    assert again.get_last_gamma() == [g["gamma"] for g in optimizer.param_groups]
+
+
+# (kind, final_fraction, step, expected gamma) with a starting gamma of 0.2 over 10 steps
 GAMMA_CASES = [
     pytest.param("constant", 0.0, 0, 0.2, id="constant-start"),
     pytest.param("constant", 0.0, 5, 0.2, id="constant-mid"),
@@ -315,85 +352,89 @@ GAMMA_CASES = [
 
 @pytest.mark.parametrize(("kind", "final_fraction", "step", "expected"), GAMMA_CASES)
 def test_gamma_value_at_step(kind: str, final_fraction: float, step: int, expected: float) -> None:
-    optimizer = _optimizer(lr=0.4, groups=2)
-    scheduler = build_gamma_scheduler(
-        optimizer,
-        GammaScheduleConfig(kind=kind, final_fraction=final_fraction),
-        base_gamma=0.2,
-        total_steps=10,
-    )
+    optimizer = _optimizer(lr=0.4, gamma=0.2, groups=2)
+    scheduler = GammaScheduler(optimizer, kind, total_steps=10, final_fraction=final_fraction)
     for _ in range(step):
         _advance(optimizer, scheduler)
-    gammas = [group["gamma"] for group in optimizer.param_groups]
+    gammas = [effective_gamma(group) for group in optimizer.param_groups]
     assert gammas == pytest.approx([expected, expected], abs=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["constant", "cosine", "linear"])
-def test_get_last_gamma_reports_what_was_set(kind: str) -> None:
-    optimizer = _optimizer(groups=2)
-    scheduler = GammaScheduler(optimizer, kind, base_gamma=0.2, total_steps=10)
+def test_get_last_gamma_reports_the_groups_gamma(kind: str) -> None:
+    optimizer = _optimizer(gamma=0.2, groups=2)
+    scheduler = GammaScheduler(optimizer, kind, total_steps=10)
     _advance(optimizer, scheduler)
     assert scheduler.get_last_gamma() == [group["gamma"] for group in optimizer.param_groups]
 
 
-@pytest.mark.parametrize(
-    ("kind", "kwargs", "named"),
-    [
-        ("warmup", {"base_gamma": 0.1}, "unknown gamma schedule kind 'warmup'"),
-        ("follow_lr", {"base_gamma": 0.1}, "base_gamma"),
-        ("constant", {"base_gamma": None}, "base_gamma"),
-        ("cosine", {"base_gamma": None}, "base_gamma"),
-        ("linear", {"base_gamma": -0.1}, "base_gamma"),
-        ("linear", {"base_gamma": 0.1, "total_steps": 0}, "total_steps"),
-        ("linear", {"base_gamma": 0.1, "final_fraction": 1.5}, "final_fraction"),
-    ],
-)
-def test_gamma_scheduler_rejects(kind: str, kwargs: dict[str, Any], named: str) -> None:
+# (kind, the groups' gamma, other kwargs, what the error says)
+BAD_GAMMA_SCHEDULES = [
+    pytest.param("warmup", None, {}, "unknown gamma schedule kind 'warmup'.*follow_lr", id="kind"),
+    pytest.param("follow_lr", 0.1, {}, "gamma=0.1; use kind 'constant'", id="follow-lr-gamma"),
+    pytest.param("constant", None, {}, "'constant' needs an absolute gamma", id="constant-none"),
+    pytest.param("cosine", None, {}, "'cosine' needs an absolute gamma", id="cosine-none"),
+    pytest.param("linear", None, {}, "'linear' needs an absolute gamma", id="linear-none"),
+    pytest.param("linear", 0.1, {"total_steps": 0}, "total_steps", id="total-steps"),
+    pytest.param("linear", 0.1, {"final_fraction": 1.5}, "final_fraction", id="final-fraction"),
+]
+
+
+@pytest.mark.parametrize(("kind", "gamma", "kwargs", "message"), BAD_GAMMA_SCHEDULES)
+def test_gamma_scheduler_rejects(
+    kind: str, gamma: float | None, kwargs: dict[str, Any], message: str
+) -> None:
     options: dict[str, Any] = {"total_steps": 10, **kwargs}
-    with pytest.raises(ValueError, match=named):
-        GammaScheduler(_optimizer(), kind, **options)
+    with pytest.raises(ValueError, match=message):
+        GammaScheduler(_optimizer(gamma=gamma), kind, **options)
+
+
+def test_gamma_scheduler_refuses_an_optimizer_without_gamma() -> None:
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    with pytest.raises(ValueError, match="no 'gamma' option"):
+        GammaScheduler(optimizer, "follow_lr", total_steps=10)
 
 
 @pytest.mark.parametrize("kind", GAMMA_SCHEDULE_KINDS)
 def test_gamma_scheduler_resumes_identically_from_its_state_dict(kind: str) -> None:
-    config = GammaScheduleConfig(kind=kind, final_fraction=0.2)
-    base_gamma = None if kind == "follow_lr" else 0.3
+    gamma = None if kind == "follow_lr" else 0.3
+    schedule = ScheduleConfig(warmup_epochs=1, decay="cosine")
 
-    def fresh() -> tuple[torch.optim.Optimizer, GammaScheduler]:
-        optimizer = _optimizer(lr=0.5, gamma_ratio=0.2)
-        return optimizer, build_gamma_scheduler(
-            optimizer, config, base_gamma=base_gamma, total_steps=16
+    def fresh() -> tuple[torch.optim.Optimizer, Any, GammaScheduler]:
+        optimizer = _optimizer(lr=0.5, gamma=gamma, gamma_ratio=0.2)
+        lr_scheduler = _lr_scheduler(optimizer, schedule, steps_per_epoch=4, epochs=4)
+        return (
+            optimizer,
+            lr_scheduler,
+            GammaScheduler(optimizer, kind, total_steps=16, final_fraction=0.2),
         )
 
     reference = _gammas_used(*fresh(), steps=20)
 
-    optimizer, scheduler = fresh()
-    _gammas_used(optimizer, scheduler, steps=7)
+    optimizer, lr_scheduler, scheduler = fresh()
+    _gammas_used(optimizer, lr_scheduler, scheduler, steps=7)
     optimizer_state = _through_checkpoint(optimizer.state_dict())
+    lr_state = _through_checkpoint(lr_scheduler.state_dict())
     scheduler_state = _through_checkpoint(scheduler.state_dict())
 
-    optimizer, scheduler = fresh()
+    optimizer, lr_scheduler, scheduler = fresh()
     optimizer.load_state_dict(optimizer_state)
+    lr_scheduler.load_state_dict(lr_state)
     scheduler.load_state_dict(scheduler_state)
-    assert _gammas_used(optimizer, scheduler, steps=13) == pytest.approx(reference[7:])
+    assert _gammas_used(optimizer, lr_scheduler, scheduler, steps=13) == reference[7:]
 
 
 def test_gamma_scheduler_refuses_another_kinds_state() -> None:
-    optimizer = _optimizer()
-    linear = GammaScheduler(optimizer, "linear", base_gamma=0.1, total_steps=10)
-    cosine = GammaScheduler(optimizer, "cosine", base_gamma=0.1, total_steps=10)
+    optimizer = _optimizer(gamma=0.1)
+    linear = GammaScheduler(optimizer, "linear", total_steps=10)
+    cosine = GammaScheduler(optimizer, "cosine", total_steps=10)
     with pytest.raises(ValueError, match="linear"):
         cosine.load_state_dict(linear.state_dict())
 
 
-@pytest.mark.parametrize(
-    ("group", "expected"),
-    [
-        ({"lr": 0.5, "gamma": None, "gamma_ratio": 0.1}, 0.05),
-        ({"lr": 0.5, "gamma": 0.2, "gamma_ratio": 0.1}, 0.2),
-        ({"lr": 0.5, "gamma": 0.0, "gamma_ratio": 0.1}, 0.0),
-        ({"lr": 0.0, "gamma": None, "gamma_ratio": 0.1}, 0.0),
-    ],
-)
-def test_current_gamma(group: dict[str, Any], expected: float) -> None:
-    assert current_gamma(group) == pytest.approx(expected)
+def test_decaying_gamma_needs_the_optimizer_state_saved_with_it() -> None:
+    optimizer = _optimizer(gamma=0.1)
+    scheduler = GammaScheduler(optimizer, "cosine", total_steps=10)
+    del optimizer.param_groups[0]["initial_gamma"]  # as after loading an older optimizer state
+    with pytest.raises(ValueError, match="initial_gamma"):
+        scheduler.load_state_dict(scheduler.state_dict())

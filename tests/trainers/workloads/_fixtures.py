@@ -12,10 +12,15 @@ __all__ = [
     "MULTI30K_PAIRS",
     "PTB_TEST",
     "PTB_TRAIN",
+    "PTB_VALID",
+    "WIKITEXT2_TEST",
+    "WIKITEXT2_TRAIN",
+    "WIKITEXT2_VALID",
     "write_cifar10",
     "write_cifar100",
     "write_multi30k",
     "write_ptb",
+    "write_wikitext2",
 ]
 
 
@@ -80,7 +85,8 @@ PTB_TRAIN = [
     "of cancer deaths among a group of workers exposed to it more than N years ago researchers "
     "reported ",
 ]
-PTB_VALID = [" the board will join the group ", " mr. <unk> is N years old "]
+# "on" and "sunday" are not in the training file: <unk> in the validation split.
+PTB_VALID = [" the board will join the group on sunday ", " mr. <unk> is N years old "]
 PTB_TEST = [
     " the dutch group was named a director ",
     " researchers reported a high percentage of cancer deaths ",
@@ -123,3 +129,75 @@ def write_multi30k(
         for position, lang in enumerate(langs):
             text = "".join(f"{pair[position]}\n" for pair in pairs)
             (folder / f"{split}.{lang}").write_text(text, encoding="utf-8")
+
+
+# WikiText-2's tokenized files: every line starts and ends with a space, tokens are separated by
+# single spaces, blank lines are " ", headings are " = Title = " / " = = Section = = ", numbers
+# are split as 1 @,@ 200 and 0 @.@ 5, hyphens as @-@, and rare words are already <unk>.
+WIKITEXT2_TRAIN = [
+    " ",
+    " = Harbour Light = ",
+    " ",
+    " Harbour Light is a <unk> lighthouse on the northern coast of the island . It was built in "
+    "1871 and stands 24 @.@ 5 metres ( 80 ft ) tall . The light was first lit on 1 May 1872 , "
+    "and it has guided ships into the harbour ever since . ",
+    " The tower is made of local stone and was painted white with a red @-@ striped lantern . ",
+    " ",
+    " = = History = = ",
+    " ",
+    " Plans for a light on the headland were drawn up in 1865 after a storm wrecked three "
+    "ships on the rocks . The harbour board raised 1 @,@ 200 pounds , and the <unk> engineer "
+    "James <unk> designed the tower . Work began in the spring of 1869 and ended two years "
+    "later . ",
+    " In 1923 the oil lamp was replaced by an electric light , and the keepers left the island "
+    "in 1961 when the light became automatic . ",
+    " ",
+    " = = = Keepers = = = ",
+    " ",
+    " The first keeper was Thomas <unk> , who lived in the cottage beside the tower with his "
+    "wife and four children . His diary records the storms , the ships and the birds that "
+    "struck the lantern at night . ",
+    " ",
+    " = = Description = = ",
+    " ",
+    " The tower has a round plan and tapers from 6 metres at the base to 4 metres below the "
+    "gallery . A stair of 98 steps leads to the lantern , which holds a lens of the second "
+    "order . The light can be seen from 18 nautical miles ( 33 km ) in clear weather . ",
+    " ",
+    " ",
+    " = Grey Heron = ",
+    " ",
+    " The grey heron is a long @-@ legged wading bird of the heron family . It is common on "
+    "the coast and on rivers , where it hunts fish , frogs and small <unk> in shallow water . ",
+    " ",
+]
+WIKITEXT2_VALID = [
+    " ",
+    " = = Lighthouse keepers = = ",
+    " ",
+    " The keepers kept the lantern clean and wound the clock every four hours . A <unk> "
+    "lobster boat brought food to the island each week . ",
+    " ",
+]
+WIKITEXT2_TEST = [
+    " ",
+    " = Grey Heron = ",
+    " ",
+    " The heron stands still in the water and waits for fish . It builds a nest of sticks in "
+    "tall trees near the coast . ",
+    " ",
+]
+
+
+def write_wikitext2(data_dir: Path) -> None:
+    """``wikitext-2/wiki.{train,valid,test}.tokens``, one paragraph or heading per line."""
+    folder = data_dir / "wikitext-2"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, lines in (
+        ("train", WIKITEXT2_TRAIN),
+        ("valid", WIKITEXT2_VALID),
+        ("test", WIKITEXT2_TEST),
+    ):
+        (folder / f"wiki.{split}.tokens").write_text(
+            "".join(f"{line}\n" for line in lines), encoding="utf-8"
+        )

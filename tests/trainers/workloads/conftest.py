@@ -13,6 +13,7 @@ from tests.trainers.workloads._fixtures import (
     write_cifar100,
     write_multi30k,
     write_ptb,
+    write_wikitext2,
 )
 
 
@@ -51,4 +52,11 @@ def ptb_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def multi30k_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("multi30k-data")
     write_multi30k(data_dir)
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def wikitext2_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data_dir = tmp_path_factory.mktemp("wikitext2-data")
+    write_wikitext2(data_dir)
     return data_dir

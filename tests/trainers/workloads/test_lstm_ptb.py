@@ -1,4 +1,4 @@
-"""LSTM on PTB: the token stream, stateless chunks, token-count loss, perplexity."""
+"""LSTM on PTB: three files as three splits, stateless chunks, token-count loss, perplexity."""
 
 from __future__ import annotations
 
@@ -7,24 +7,26 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.data import TensorDataset
 
-from trainers.workloads import MissingDataError, load_workload
+from trainers.workloads import MissingDataError, Splits, TensorSplit, load_workload
 from trainers.workloads.lstm_ptb import IGNORE_INDEX, LSTMPTBWorkload, chunk_token_stream
 
-from ._fixtures import PTB_TEST, PTB_TRAIN, write_ptb
+from ._checks import token_stream
+from ._fixtures import PTB_TEST, PTB_TRAIN, PTB_VALID, write_ptb
 
 SMALL = {"embedding_size": 16, "hidden_size": 16, "num_layers": 2, "dropout": 0.0, "bptt": 7}
 
 
-def _load(
-    data_dir: Path, **options: object
-) -> tuple[LSTMPTBWorkload, TensorDataset, TensorDataset]:
+def _load(data_dir: Path, **options: object) -> tuple[LSTMPTBWorkload, TensorSplit, TensorSplit]:
+    """The workload, its training split and its test split."""
+    workload, splits = _load_splits(data_dir, **options)
+    return workload, splits.train, splits.test
+
+
+def _load_splits(data_dir: Path, **options: object) -> tuple[LSTMPTBWorkload, Splits]:
     workload = load_workload("lstm-ptb", {**SMALL, **options})
     assert isinstance(workload, LSTMPTBWorkload)
-    train, test = workload.load_datasets(data_dir)
-    assert isinstance(train, TensorDataset) and isinstance(test, TensorDataset)
-    return workload, train, test
+    return workload, workload.load_splits(data_dir)
 
 
 def test_vocabulary_is_the_training_words_plus_eos(ptb_data_dir: Path) -> None:
@@ -32,6 +34,24 @@ def test_vocabulary_is_the_training_words_plus_eos(ptb_data_dir: Path) -> None:
     assert workload.vocabulary is not None
     words = {word for line in PTB_TRAIN for word in line.split()}
     assert set(workload.vocabulary.tokens) == words | {"<eos>"}
+
+
+def test_the_three_files_are_the_three_splits(ptb_data_dir: Path) -> None:
+    _, splits = _load_splits(ptb_data_dir)
+    for split, lines in zip(splits, (PTB_TRAIN, PTB_VALID, PTB_TEST), strict=True):
+        targets = split.tensors[1]
+        # Every token of the file's stream but the first is a target.
+        assert int((targets != IGNORE_INDEX).sum()) == len(token_stream(lines)) - 1
+
+
+def test_validation_words_outside_the_training_vocabulary_are_unk(ptb_data_dir: Path) -> None:
+    workload, splits = _load_splits(ptb_data_dir)
+    assert workload.vocabulary is not None
+    expected = workload.vocabulary.encode(token_stream(PTB_VALID))
+    assert "sunday" in PTB_VALID[0] and "sunday" not in workload.vocabulary.index
+    assert expected.count(workload.vocabulary.unk_index) == 3  # on, sunday, and mr. <unk>
+    inputs = splits.validation.tensors[0].flatten()
+    assert inputs[: len(expected) - 1].tolist() == expected[:-1]
 
 
 def test_chunks_cover_the_stream_once_with_an_eos_per_line(ptb_data_dir: Path) -> None:
@@ -80,8 +100,8 @@ def test_evaluate_reports_perplexity(ptb_data_dir: Path) -> None:
     workload, _, test = _load(ptb_data_dir)
     model = workload.build_model()
     metrics = workload.evaluate(model, test, device="cpu", batch_size=2)
-    assert set(metrics) >= {"test_loss", "perplexity"}
-    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["test_loss"]))
+    assert set(metrics) == {"loss", "perplexity"}
+    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
     assert workload.vocabulary is not None
     # An untrained model is close to uniform over the vocabulary.
     assert 0.5 * len(workload.vocabulary) < metrics["perplexity"] < 2 * len(workload.vocabulary)
@@ -96,7 +116,7 @@ def test_tied_weights_share_one_tensor(ptb_data_dir: Path) -> None:
 
 
 def test_build_model_needs_the_vocabulary_first() -> None:
-    with pytest.raises(RuntimeError, match="load_datasets"):
+    with pytest.raises(RuntimeError, match="load_splits"):
         load_workload("lstm-ptb", SMALL).build_model()
 
 
@@ -104,7 +124,7 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
     write_ptb(tmp_path)
     (tmp_path / "ptb" / "ptb.test.txt").unlink()
     with pytest.raises(MissingDataError) as caught:
-        load_workload("lstm-ptb", SMALL).load_datasets(tmp_path)
+        load_workload("lstm-ptb", SMALL).load_splits(tmp_path)
     message = str(caught.value)
     assert "'lstm-ptb'" in message and str(tmp_path) in message
     assert "ptb.test.txt" in message and "ptb.train.txt" not in message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 import trainers.workloads as workloads
 from trainers.workloads import (
@@ -28,7 +30,14 @@ from trainers.workloads import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-BUILTIN_NAMES = ["lstm-ptb", "mnist1d", "resnet20-cifar10", "resnet20-cifar100", "transformer-mt"]
+BUILTIN_NAMES = [
+    "lstm-ptb",
+    "lstm-wikitext2",
+    "mnist1d",
+    "resnet20-cifar10",
+    "resnet20-cifar100",
+    "transformer-mt",
+]
 
 
 def test_lists_the_builtin_workloads_sorted() -> None:
@@ -58,6 +67,29 @@ def test_builtin_factory_points_at_a_workload_class_of_that_info(name: str) -> N
     workload_class = getattr(importlib.import_module(module_name), attribute)
     assert issubclass(workload_class, workloads.Workload)
     assert workload_class.info is info
+
+
+@pytest.mark.parametrize(
+    ("name", "fixed"),
+    [
+        ("mnist1d", {"num_samples", "seed", "validation_size", "validation_seed"}),
+        ("resnet20-cifar10", {"validation_size", "validation_seed"}),
+        ("resnet20-cifar100", {"validation_size", "validation_seed"}),
+        ("lstm-ptb", set()),  # its splits are files
+        ("lstm-wikitext2", set()),
+        ("transformer-mt", set()),
+    ],
+)
+def test_fixed_options_are_the_options_that_define_the_data(name: str, fixed: set[str]) -> None:
+    info = get_workload_info(name)
+    assert set(info.fixed_options) == fixed
+    assert set(info.fixed_options) <= set(info.options_model.model_fields)
+
+
+def test_fixed_options_must_be_options() -> None:
+    info = BUILTIN_WORKLOADS["mnist1d"]
+    with pytest.raises(ValueError, match=r"fixed_options \['valid_size'\] are not options"):
+        WorkloadInfo(**{**info.__dict__, "fixed_options": ("seed", "valid_size")})
 
 
 def test_unknown_workload_error_lists_the_registered_names() -> None:
@@ -156,79 +188,77 @@ def test_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 
 
 # --- plug-ins through a real dist-info directory on sys.path ---------------------------------
+# The plug-in is the complete example of docs/workloads.md, module for module.
 
-_PLUGIN_MODULE = """
-from __future__ import annotations
-
-from pydantic import BaseModel, ConfigDict
-
-import torch
+_DOCS = (REPO_ROOT / "docs" / "workloads.md").read_text(encoding="utf-8")
+_PLUGIN_MODULES = {
+    match.group(1): match.group(0)
+    for match in re.finditer(r"^# (extrap_blobs/\w+\.py):.*?(?=^```)", _DOCS, re.M | re.S)
+}
+_BAD_MODULE = """
 from trainers.workloads import WorkloadInfo
-from trainers.workloads._base import ClassificationWorkload
+from extrap_blobs.info import INFO
 
-
-class DemoOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    width: int = 4
-
-
-class DemoWorkload(ClassificationWorkload[DemoOptions]):
-    def build_model(self):
-        return torch.nn.Linear(3, self.options.width)
-
-    def load_datasets(self, data_dir):
-        raise NotImplementedError
-
-
-INFO = WorkloadInfo(
-    name="demo-plugin",
-    description="a plug-in workload",
-    metric="accuracy",
-    metric_mode="max",
-    options_model=DemoOptions,
-    cpu_defaults={"width": 2},
-    gpu_defaults=None,
-    expected_files=(),
-    factory="extrap_demo_plugin:DemoWorkload",
-)
-DemoWorkload.info = INFO
 SHADOW = WorkloadInfo(**{**INFO.__dict__, "name": "mnist1d"})
 NOT_AN_INFO = {"name": "dict-plugin"}
 """
 
 _ENTRY_POINTS = """
 [extrap_tune.workloads]
-demo-plugin = extrap_demo_plugin:INFO
-mnist1d = extrap_demo_plugin:SHADOW
-dict-plugin = extrap_demo_plugin:NOT_AN_INFO
+blobs = extrap_blobs.info:INFO
+mnist1d = extrap_blobs.bad:SHADOW
+dict-plugin = extrap_blobs.bad:NOT_AN_INFO
 broken = extrap_demo_plugin_missing:INFO
 """
 
 
+def test_the_docs_show_both_plugin_modules() -> None:
+    assert set(_PLUGIN_MODULES) == {"extrap_blobs/info.py", "extrap_blobs/workload.py"}
+    assert 'blobs = "extrap_blobs.info:INFO"' in _DOCS
+
+
 @pytest.fixture
 def plugin_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    (tmp_path / "extrap_demo_plugin.py").write_text(_PLUGIN_MODULE)
-    dist_info = tmp_path / "extrap_demo_plugin-0.1.dist-info"
+    package = tmp_path / "extrap_blobs"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for relative, source in _PLUGIN_MODULES.items():
+        (tmp_path / relative).write_text(source)
+    (package / "bad.py").write_text(_BAD_MODULE)
+    dist_info = tmp_path / "extrap_blobs-0.1.dist-info"
     dist_info.mkdir()
-    (dist_info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: extrap-demo-plugin\nVersion: 0.1\n"
-    )
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: extrap-blobs\nVersion: 0.1\n")
     (dist_info / "entry_points.txt").write_text(_ENTRY_POINTS)
     monkeypatch.syspath_prepend(str(tmp_path))
     _registry._plugin_workloads.cache_clear()
     yield
     _registry._plugin_workloads.cache_clear()
-    sys.modules.pop("extrap_demo_plugin", None)
+    for module in [name for name in sys.modules if name.split(".")[0] == "extrap_blobs"]:
+        sys.modules.pop(module)
 
 
 @pytest.mark.usefixtures("plugin_on_path")
-def test_entry_point_plugin_is_listed_and_loaded() -> None:
+def test_entry_point_plugin_is_listed_and_loaded(tmp_path: Path) -> None:
     with pytest.warns(UserWarning) as warned:
-        info = get_workload_info("demo-plugin")
+        info = get_workload_info("blobs")
     assert isinstance(info, WorkloadInfo)
-    assert [info.name for info in list_workloads()] == [*BUILTIN_NAMES, "demo-plugin"]
-    workload = load_workload("demo-plugin", {"width": 3})
-    assert workload.build_model().out_features == 3
+    assert [info.name for info in list_workloads()] == [*BUILTIN_NAMES, "blobs"]
+    workload = load_workload("blobs", {"width": 3, "num_samples": 200})
+    hidden = next(workload.build_model().children())
+    assert isinstance(hidden, torch.nn.Linear) and hidden.out_features == 3
+    splits = workload.load_splits(tmp_path)
+    assert [len(split) for split in splits] == [160, 40, 50]
+    model = workload.build_model()
+    before = workload.evaluate(model, splits.validation, device="cpu", batch_size=8)
+    assert set(before) == {"loss", "accuracy"}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss, _ = workload.loss(model, splits.train.take(torch.randperm(len(splits.train))[:32]))
+        torch.autograd.backward(loss)
+        optimizer.step()
+    after = workload.evaluate(model, splits.validation, device="cpu", batch_size=8)
+    assert after["loss"] < before["loss"]
     messages = "\n".join(str(warning.message) for warning in warned)
     assert "replace the built-in workload 'mnist1d'" in messages
     assert "not a WorkloadInfo" in messages

@@ -1,4 +1,5 @@
-"""ResNet-20 on CIFAR-10/100: the pickle format, the model, augmentation, missing data."""
+"""ResNet-20 on CIFAR-10/100: the pickle format, the held-out validation split, the model,
+augmentation, missing data."""
 
 from __future__ import annotations
 
@@ -7,33 +8,50 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.data import TensorDataset
 
-from trainers.workloads import MissingDataError, load_workload
+from trainers.workloads import (
+    InvalidWorkloadOptionsError,
+    MissingDataError,
+    Splits,
+    TensorSplit,
+    load_workload,
+)
 from trainers.workloads.resnet_cifar import (
     CIFAR10Workload,
     CIFAR100Workload,
     ResNetCIFAR,
+    default_validation_size,
     load_cifar_batch,
     random_crop_flip,
 )
 
+from ._checks import assert_held_out, assert_stratified, rows
 from ._fixtures import write_cifar10
 
+# name: (class, classes, training images in the fixture, its default validation size)
 WORKLOADS = {
-    "resnet20-cifar10": (CIFAR10Workload, 10, 40),
-    "resnet20-cifar100": (CIFAR100Workload, 100, 12),
+    "resnet20-cifar10": (CIFAR10Workload, 10, 40, 4),
+    "resnet20-cifar100": (CIFAR100Workload, 100, 12, 1),
 }
 
 
 def _load(
     name: str, data_dir: Path, **options: object
-) -> tuple[CIFAR10Workload | CIFAR100Workload, TensorDataset, TensorDataset]:
+) -> tuple[CIFAR10Workload | CIFAR100Workload, Splits]:
     workload = load_workload(name, options)
     assert isinstance(workload, CIFAR10Workload | CIFAR100Workload)
-    train, test = workload.load_datasets(data_dir)
-    assert isinstance(train, TensorDataset) and isinstance(test, TensorDataset)
-    return workload, train, test
+    return workload, workload.load_splits(data_dir)
+
+
+def _all_training_images(name: str, data_dir: Path) -> TensorSplit:
+    workload_class = WORKLOADS[name][0]
+    parts = [
+        load_cifar_batch(data_dir / file, workload_class.label_key)
+        for file in workload_class.train_files
+    ]
+    return TensorSplit(
+        torch.cat([images for images, _ in parts]), torch.cat([labels for _, labels in parts])
+    )
 
 
 def test_pixels_are_read_channel_major(cifar_data_dir: Path) -> None:
@@ -49,24 +67,89 @@ def test_pixels_are_read_channel_major(cifar_data_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("name", WORKLOADS)
-def test_datasets_model_loss_and_evaluation(name: str, cifar_data_dir: Path) -> None:
-    workload_class, num_classes, train_size = WORKLOADS[name]
-    workload, train, test = _load(name, cifar_data_dir, width_multiplier=0.25)
+def test_splits_hold_validation_out_of_the_training_batches(
+    name: str, cifar_data_dir: Path
+) -> None:
+    _, num_classes, train_size, validation_size = WORKLOADS[name]
+    _, splits = _load(name, cifar_data_dir)
+    assert [len(split) for split in splits] == [
+        train_size - validation_size,
+        validation_size,
+        8 if name == "resnet20-cifar10" else 12,
+    ]
+    for split in splits:
+        images, labels = split.tensors
+        assert images.dtype == torch.uint8 and images.shape[1:] == (3, 32, 32)
+        assert int(labels.max()) < num_classes
+    assert_held_out(splits, _all_training_images(name, cifar_data_dir), validation_size, seed=0)
+
+
+def test_the_validation_split_is_stratified(cifar_data_dir: Path) -> None:
+    whole = _all_training_images("resnet20-cifar10", cifar_data_dir)
+    _, splits = _load("resnet20-cifar10", cifar_data_dir, validation_size=0.5)
+    assert len(splits.validation) == 20
+    assert_stratified(whole.tensors[1], splits.validation.tensors[1])
+
+
+def test_splits_depend_only_on_validation_seed(cifar_data_dir: Path) -> None:
+    _, first = _load("resnet20-cifar10", cifar_data_dir, validation_size=10)
+    torch.manual_seed(777)  # the trial's seed
+    _, again = _load("resnet20-cifar10", cifar_data_dir, validation_size=10)
+    assert torch.equal(first.validation.tensors[0], again.validation.tensors[0])
+    _, other = _load("resnet20-cifar10", cifar_data_dir, validation_size=10, validation_seed=3)
+    assert rows(other.validation.tensors[0]) != rows(first.validation.tensors[0])
+
+
+@pytest.mark.parametrize(("validation_size", "expected"), [(7, 7), (0.25, 10), (39, 39)])
+def test_validation_size_is_a_count_or_a_fraction(
+    validation_size: int | float, expected: int, cifar_data_dir: Path
+) -> None:
+    _, splits = _load("resnet20-cifar10", cifar_data_dir, validation_size=validation_size)
+    assert (len(splits.train), len(splits.validation)) == (40 - expected, expected)
+
+
+def test_the_default_is_5000_images_at_most_a_tenth() -> None:
+    assert default_validation_size(50_000) == 5000
+    assert default_validation_size(200_000) == 5000
+    assert default_validation_size(45_000) == 4500
+    assert default_validation_size(40) == 4
+    assert default_validation_size(3) == 1
+
+
+@pytest.mark.parametrize("validation_size", [0, -5, 0.0, 1.0, 2.5, True])
+def test_refused_validation_sizes_name_the_option(validation_size: int | float) -> None:
+    with pytest.raises(InvalidWorkloadOptionsError) as caught:
+        load_workload("resnet20-cifar10", {"validation_size": validation_size})
+    assert "validation_size" in str(caught.value)
+
+
+@pytest.mark.parametrize("validation_size", [40, 1000, 0.999])
+def test_a_size_that_leaves_no_training_data_is_refused_at_load_time(
+    validation_size: int | float, cifar_data_dir: Path
+) -> None:
+    with pytest.raises(
+        ValueError, match=r"'resnet20-cifar10': validation_size=.* leaves no training"
+    ):
+        _load("resnet20-cifar10", cifar_data_dir, validation_size=validation_size)
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_model_loss_and_evaluation(name: str, cifar_data_dir: Path) -> None:
+    workload_class, _, train_size, validation_size = WORKLOADS[name]
+    workload, splits = _load(name, cifar_data_dir, width_multiplier=0.25)
     assert type(workload) is workload_class
-    assert len(train) == train_size and len(test) in (8, 12)
-    assert int(train.tensors[1].max()) < num_classes
 
     model = workload.build_model()
-    batch = workload.train_transform(workload.to_device(train.tensors, "cpu"))
+    batch = workload.train_transform(workload.to_device(splits.train.tensors, "cpu"))
     loss, count = workload.loss(model, batch)
-    assert count == train_size
+    assert count == train_size - validation_size
     torch.autograd.backward(loss)
     assert all(parameter.grad is not None for parameter in model.parameters())
 
-    metrics = workload.evaluate(model, test, device="cpu", batch_size=5)
-    assert set(metrics) >= {"test_loss", "accuracy"}
+    metrics = workload.evaluate(model, splits.test, device="cpu", batch_size=5)
+    assert set(metrics) == {"loss", "accuracy"}
     assert 0.0 <= metrics["accuracy"] <= 1.0
-    assert 0.0 < metrics["test_loss"] < float("inf")
+    assert 0.0 < metrics["loss"] < float("inf")
 
 
 def test_resnet20_has_the_papers_size_and_option_a_shortcuts() -> None:
@@ -102,8 +185,8 @@ def test_zero_init_residual() -> None:
 
 
 def test_crop_flip_keeps_shapes_and_changes_images(cifar_data_dir: Path) -> None:
-    workload, train, _ = _load("resnet20-cifar10", cifar_data_dir)
-    images, labels = train.tensors
+    workload, splits = _load("resnet20-cifar10", cifar_data_dir)
+    images, labels = splits.train.tensors
     augmented, augmented_labels = workload.train_transform((images, labels))
     assert augmented.shape == images.shape and augmented.dtype == torch.uint8
     assert torch.equal(augmented_labels, labels)
@@ -147,7 +230,7 @@ def test_missing_files_are_all_named(tmp_path: Path) -> None:
         (tmp_path / "cifar-10-batches-py" / name).unlink()
     workload = load_workload("resnet20-cifar10", {})
     with pytest.raises(MissingDataError) as caught:
-        workload.load_datasets(tmp_path)
+        workload.load_splits(tmp_path)
     message = str(caught.value)
     assert isinstance(caught.value, FileNotFoundError)
     assert "resnet20-cifar10" in message and str(tmp_path) in message
@@ -162,5 +245,5 @@ def test_missing_files_are_all_named(tmp_path: Path) -> None:
 
 def test_missing_directory_names_every_file(tmp_path: Path) -> None:
     with pytest.raises(MissingDataError) as caught:
-        load_workload("resnet20-cifar100", {}).load_datasets(tmp_path / "nowhere")
+        load_workload("resnet20-cifar100", {}).load_splits(tmp_path / "nowhere")
     assert caught.value.missing == ["cifar-100-python/train", "cifar-100-python/test"]

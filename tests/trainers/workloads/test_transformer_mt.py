@@ -1,4 +1,4 @@
-"""Transformer on Multi30k: tokenisation, vocabularies, padding, token-count loss, BLEU."""
+"""Transformer on Multi30k: tokenisation, vocabularies, padded splits, token-count loss, BLEU."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainers.workloads import MissingDataError, load_workload
+from trainers.workloads import MissingDataError, Splits, load_workload
 from trainers.workloads.transformer_mt import (
     BOS_INDEX,
     EOS_INDEX,
     PAD_INDEX,
     TransformerMTWorkload,
-    TranslationPairs,
-    collate_translation_pairs,
+    pad_sentences,
     tokenize,
+    trim_padding,
 )
 
 from ._fixtures import MULTI30K_PAIRS, write_multi30k
@@ -30,14 +30,14 @@ SMALL = {
 }
 
 
-def _load(
-    data_dir: Path, **options: object
-) -> tuple[TransformerMTWorkload, TranslationPairs, TranslationPairs]:
+def _load(data_dir: Path, **options: object) -> tuple[TransformerMTWorkload, Splits]:
     workload = load_workload("transformer-mt", {**SMALL, **options})
     assert isinstance(workload, TransformerMTWorkload)
-    train, test = workload.load_datasets(data_dir)
-    assert isinstance(train, TranslationPairs) and isinstance(test, TranslationPairs)
-    return workload, train, test
+    return workload, workload.load_splits(data_dir)
+
+
+def _non_pad_lengths(tokens: torch.Tensor) -> list[int]:
+    return (tokens != PAD_INDEX).sum(dim=1).tolist()
 
 
 def test_tokenize_lowercases_and_splits_on_whitespace() -> None:
@@ -45,7 +45,7 @@ def test_tokenize_lowercases_and_splits_on_whitespace() -> None:
 
 
 def test_vocabularies_come_from_train_with_specials_first(multi30k_data_dir: Path) -> None:
-    workload, _, _ = _load(multi30k_data_dir, min_freq=2)
+    workload, _ = _load(multi30k_data_dir, min_freq=2)
     assert workload.src_vocabulary is not None and workload.tgt_vocabulary is not None
     assert workload.tgt_vocabulary.tokens[:4] == ["<pad>", "<bos>", "<eos>", "<unk>"]
     # min_freq=2 keeps "a" (5 times) and drops "sleeping." (once).
@@ -54,97 +54,131 @@ def test_vocabularies_come_from_train_with_specials_first(multi30k_data_dir: Pat
     assert "im" in workload.src_vocabulary.index  # German side
 
 
+def test_splits_are_the_train_val_and_test_files(multi30k_data_dir: Path) -> None:
+    workload, splits = _load(multi30k_data_dir)
+    assert [len(split) for split in splits] == [len(MULTI30K_PAIRS), 2, 4]
+    for split in splits:
+        src, tgt, reference_index = split.tensors
+        assert src.dtype == tgt.dtype == reference_index.dtype == torch.int64
+        # Padded to the split's longest sentence, not beyond.
+        assert src.shape[1] == max(_non_pad_lengths(src))
+        assert tgt.shape[1] == max(_non_pad_lengths(tgt))
+    references = [workload.references[i] for i in splits.test.tensors[2].tolist()]
+    assert references == [target for _, target in MULTI30K_PAIRS[2:6]]
+
+
 def test_samples_have_eos_and_bos(multi30k_data_dir: Path) -> None:
-    _, train, test = _load(multi30k_data_dir)
-    assert len(train) == len(MULTI30K_PAIRS) and len(test) == 4
-    source, target = train[1]  # "Ein Mann schläft." -> "A man is sleeping."
-    assert len(source) == 3 + 1 and source[-1] == EOS_INDEX
-    assert len(target) == 4 + 2 and target[0] == BOS_INDEX and target[-1] == EOS_INDEX
-    assert test.references[0] == MULTI30K_PAIRS[2][1]
+    _, splits = _load(multi30k_data_dir)
+    src, tgt, _ = splits.train.take(
+        torch.tensor([1])
+    )  # "Ein Mann schläft." -> "A man is sleeping."
+    assert _non_pad_lengths(src) == [3 + 1] and src[0, 3] == EOS_INDEX
+    assert _non_pad_lengths(tgt) == [4 + 2]
+    assert tgt[0, 0] == BOS_INDEX and tgt[0, 5] == EOS_INDEX
+
+
+def test_the_validation_split_comes_from_the_val_files(tmp_path: Path) -> None:
+    val = [("Ein Vogel singt.", "A bird sings."), *MULTI30K_PAIRS[:2]]
+    write_multi30k(tmp_path, {"train": MULTI30K_PAIRS, "val": val, "test": MULTI30K_PAIRS[2:4]})
+    workload, splits = _load(tmp_path)
+    assert workload.tgt_vocabulary is not None
+    assert len(splits.validation) == 3
+    bird = splits.validation.tensors[1][0]  # <bos> a bird sings. <eos>: "a" is known
+    unk = workload.tgt_vocabulary.unk_index
+    assert bird[:5].tolist() == [BOS_INDEX, workload.tgt_vocabulary.index["a"], unk, unk, EOS_INDEX]
+    assert workload.references[int(splits.validation.tensors[2][0])] == "A bird sings."
 
 
 def test_max_len_cuts_long_sentences(multi30k_data_dir: Path) -> None:
-    _, train, _ = _load(multi30k_data_dir, max_len=2)
-    assert max(len(source) for source in train.sources) == 3
-    assert max(len(target) for target in train.targets) == 4
+    _, splits = _load(multi30k_data_dir, max_len=2)
+    src, tgt, _ = splits.train.tensors
+    assert src.shape[1] == 3 and tgt.shape[1] == 4
 
 
-def test_collate_pads_to_the_longest() -> None:
-    pairs = [
-        (torch.tensor([5, 2]), torch.tensor([1, 6, 7, 2])),
-        (torch.tensor([5, 6, 7, 2]), torch.tensor([1, 2])),
-    ]
-    src, tgt = collate_translation_pairs(pairs)
-    assert src.tolist() == [[5, 2, PAD_INDEX, PAD_INDEX], [5, 6, 7, 2]]
-    assert tgt.tolist() == [[1, 6, 7, 2], [1, 2, PAD_INDEX, PAD_INDEX]]
+def test_pad_sentences_pads_to_the_longest() -> None:
+    padded = pad_sentences([[5, 2], [5, 6, 7, 2]])
+    assert padded.tolist() == [[5, 2, PAD_INDEX, PAD_INDEX], [5, 6, 7, 2]]
 
 
-def test_loss_counts_non_pad_target_tokens(multi30k_data_dir: Path) -> None:
-    workload, train, _ = _load(multi30k_data_dir)
-    model = workload.build_model()
-    assert workload.collate_fn is not None
-    batch = workload.train_transform(workload.collate_fn([train[i] for i in range(4)]))
-    loss, count = workload.loss(model, batch)
-    assert count == sum(len(train[i][1]) - 1 for i in range(4))  # predicted: all but <bos>
-    torch.autograd.backward(loss)
-    assert all(parameter.grad is not None for parameter in model.parameters())
+def test_trim_padding_cuts_each_tensor_to_its_longest_row() -> None:
+    src = torch.tensor([[5, 2, 0, 0, 0], [5, 6, 2, 0, 0]])
+    tgt = torch.tensor([[1, 6, 2, 0], [1, 2, 0, 0]])
+    rows = torch.tensor([3, 4])
+    trimmed_src, trimmed_tgt, trimmed_rows = trim_padding((src, tgt, rows))
+    assert trimmed_src.tolist() == [[5, 2, 0], [5, 6, 2]]
+    assert trimmed_tgt.tolist() == [[1, 6, 2], [1, 2, 0]]
+    assert trimmed_rows is rows
+
+
+def test_loss_on_a_taken_batch_equals_the_loss_with_batch_padding(
+    multi30k_data_dir: Path,
+) -> None:
+    workload, splits = _load(multi30k_data_dir)
+    model = workload.build_model().eval()
+    batch = splits.train.take(torch.tensor([1, 4]))  # two short sentences
+    trimmed = trim_padding(batch)
+    assert trimmed[0].shape[1] < batch[0].shape[1]  # padded to the split's longest
+    with torch.no_grad():
+        loss, count = workload.loss(model, batch)
+        reference, reference_count = workload.loss(model, trimmed)
+    assert count == reference_count == sum(_non_pad_lengths(batch[1])) - 2  # all but <bos>
+    torch.testing.assert_close(loss, reference)
 
 
 def test_count_weighted_micro_batches_equal_the_full_batch(multi30k_data_dir: Path) -> None:
-    workload, train, _ = _load(multi30k_data_dir)
+    workload, splits = _load(multi30k_data_dir)
     model = workload.build_model().eval()
-    collate = collate_translation_pairs
-    samples = [train[i] for i in range(len(train))]
-    full, _ = workload.loss(model, collate(samples))
-    first, first_count = workload.loss(model, collate(samples[:3]))
-    rest, rest_count = workload.loss(model, collate(samples[3:]))
+    index = torch.arange(len(splits.train))
+    full, _ = workload.loss(model, splits.train.take(index))
+    first, first_count = workload.loss(model, splits.train.take(index[:3]))
+    rest, rest_count = workload.loss(model, splits.train.take(index[3:]))
     weighted = (first * first_count + rest * rest_count) / (first_count + rest_count)
     torch.testing.assert_close(weighted, full)  # padding does not leak into the loss
 
 
-def test_evaluate_reports_loss_perplexity_and_bleu(multi30k_data_dir: Path) -> None:
-    workload, _, test = _load(multi30k_data_dir)
+def test_evaluate_reports_loss_and_bleu(multi30k_data_dir: Path) -> None:
+    workload, splits = _load(multi30k_data_dir)
     model = workload.build_model()
-    metrics = workload.evaluate(model, test, device="cpu", batch_size=3)
-    assert set(metrics) >= {"test_loss", "perplexity", "bleu"}
+    metrics = workload.evaluate(model, splits.test, device="cpu", batch_size=3)
+    assert set(metrics) == {"loss", "bleu"}
     assert 0.0 <= metrics["bleu"] <= 100.0
-    assert metrics["test_loss"] > 0
+    assert metrics["loss"] > 0
     assert model.training
 
 
 def test_a_model_that_memorised_the_test_set_scores_high_bleu(tmp_path: Path) -> None:
     pairs = MULTI30K_PAIRS[:4]
     write_multi30k(tmp_path, {"train": pairs, "val": pairs, "test": pairs})
-    workload, train, test = _load(tmp_path)
+    workload, splits = _load(tmp_path)
     model = workload.build_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    batch = collate_translation_pairs([train[i] for i in range(len(train))])
+    batch = splits.train.take(torch.arange(len(splits.train)))
     for _ in range(60):
         optimizer.zero_grad()
         loss, _ = workload.loss(model, batch)
         torch.autograd.backward(loss)
         optimizer.step()
-    metrics = workload.evaluate(model, test, device="cpu", batch_size=4)
-    assert metrics["test_loss"] < 0.1
+    metrics = workload.evaluate(model, splits.test, device="cpu", batch_size=4)
+    assert metrics["loss"] < 0.1
     assert metrics["bleu"] > 90  # greedy decoding reproduces the lower-cased references
 
 
 def test_reverse_direction(multi30k_data_dir: Path) -> None:
-    workload, train, _ = _load(multi30k_data_dir, src_lang="en", tgt_lang="de")
+    workload, splits = _load(multi30k_data_dir, src_lang="en", tgt_lang="de")
     assert workload.src_vocabulary is not None
     assert "man" in workload.src_vocabulary.index
-    assert len(train) == len(MULTI30K_PAIRS)
+    assert len(splits.train) == len(MULTI30K_PAIRS)
 
 
 def test_build_model_needs_the_vocabularies_first() -> None:
-    with pytest.raises(RuntimeError, match="load_datasets"):
+    with pytest.raises(RuntimeError, match="load_splits"):
         load_workload("transformer-mt", SMALL).build_model()
 
 
 def test_missing_files_are_named(tmp_path: Path) -> None:
     write_multi30k(tmp_path, {"train": MULTI30K_PAIRS})
     with pytest.raises(MissingDataError) as caught:
-        load_workload("transformer-mt", SMALL).load_datasets(tmp_path)
+        load_workload("transformer-mt", SMALL).load_splits(tmp_path)
     message = str(caught.value)
     assert "'transformer-mt'" in message and str(tmp_path) in message
     assert caught.value.missing == [

@@ -1,7 +1,16 @@
 """The registry of extrapolation variants: one frozen record per name.
 
-The optimizer, the sweep-spec validation and the docs all read this table, so a variant's
-properties are stated once. Nothing here imports torch.
+The optimizer, the job config (``OptimizerConfig.extrapolation``), the searchable-name
+descriptions and the docs all read this table, so a variant's name and properties are stated
+once. Nothing here imports torch: the API and the config validate variant names with it.
+
+Example:
+    >>> list(VARIANTS)
+    ['none', 'gradient', 'noise', 'gradient+noise', 'past', 'sam']
+    >>> [info.name for info in VARIANTS.values() if info.two_pass]
+    ['gradient', 'gradient+noise', 'sam']
+    >>> variant_info("past").needs_grad
+    False
 """
 
 from __future__ import annotations

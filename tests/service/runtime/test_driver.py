@@ -1,4 +1,5 @@
-"""A real sweep on the session's Ray: Optuna proposes, Tune runs Train jobs, MLflow records."""
+"""A real sweep on the session's Ray: Optuna proposes, Tune runs trials on warm workers, MLflow
+records."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import pytest
 import yaml
 
 from search_spaces import load_spec
+from service.runtime.driver import run_sweep
 from service.runtime.events import ListSink
-from service.runtime.runner import run_sweep
 from tests.conftest import FinishedSweep, tiny_spec
 
 pytestmark = pytest.mark.slow
@@ -61,8 +62,8 @@ def test_metrics_arrive_every_epoch(finished_sweep: FinishedSweep) -> None:
         assert epochs == ([1, 2] if status == "completed" else epochs[:1])
         assert epochs[0] == 1
     metrics = _of_type(finished_sweep.events, "trial_metrics")[0]["metrics"]
-    assert next(iter(metrics)) == "accuracy"  # the objective first
-    assert {"train_loss", "test_loss", "lr", "gamma", "epoch_seconds"} <= set(metrics)
+    assert next(iter(metrics)) == "val_accuracy"  # the objective first
+    assert {"train_loss", "val_loss", "lr", "gamma", "epoch_seconds"} <= set(metrics)
     assert not {"pid", "timestamp", "time_this_iter_s", "training_iteration"} & set(metrics)
 
 
@@ -93,7 +94,7 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial_with_epoch_metrics(
         assert child.info.run_name.startswith("trial-00")
         assert "lr=" in child.info.run_name
         assert "lr" in child.data.params and "job.global_batch_size" in child.data.params
-        history = client.get_metric_history(child.info.run_id, "accuracy")
+        history = client.get_metric_history(child.info.run_id, "val_accuracy")
         steps = sorted(m.step for m in history)
         assert steps == list(range(1, len(steps) + 1))  # step = epoch, once each
         assert "pid" not in child.data.metrics and "timestamp" not in child.data.metrics
@@ -103,11 +104,11 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial_with_epoch_metrics(
 
 def test_best_configuration_matches_the_best_child_run(finished_sweep: FinishedSweep) -> None:
     client, parent, children = _mlflow(finished_sweep)
-    best_child = max(children, key=lambda run: run.data.metrics["accuracy"])
+    best_child = max(children, key=lambda run: run.data.metrics["val_accuracy"])
     best = finished_sweep.outcome.best
     assert best is not None
     assert best["trial_id"] == best_child.data.tags["extrap.trial_id"]
-    assert best["value"] == pytest.approx(best_child.data.metrics["accuracy"])
+    assert best["value"] == pytest.approx(best_child.data.metrics["val_accuracy"])
     for name, value in best["params"].items():
         assert str(value) == best_child.data.params[name]
     document = yaml.safe_load(
@@ -120,7 +121,7 @@ def test_best_configuration_matches_the_best_child_run(finished_sweep: FinishedS
 def test_a_trial_that_cannot_be_placed_is_rejected_before_anything_runs(
     ray_session: Any, test_data_dir: Path, tmp_path: Path
 ) -> None:
-    from service.runtime.runner import SweepRejected
+    from service.runtime.driver import SweepRejected
 
     data = tiny_spec(test_data_dir)
     data["job"]["workers"] = 8
@@ -138,7 +139,7 @@ def test_a_trial_that_cannot_be_placed_is_rejected_before_anything_runs(
 _DRIVER = """
 import json, sys
 from search_spaces import load_spec
-from service.runtime.runner import run_sweep
+from service.runtime.driver import run_sweep
 spec, storage, tracking, events_path = sys.argv[1:5]
 class FileSink:
     def emit(self, event):
@@ -233,5 +234,15 @@ def test_a_diverged_trial_is_reported_and_not_retried(
     [finished] = sink.of_type("trial_finished")
     assert finished["status"] == "diverged"
     assert len(sink.of_type("trial_started")) == 1  # no retry
-    assert "accuracy" not in finished["metrics"]  # the Optuna penalty is not shown to people
+    assert "val_accuracy" not in finished["metrics"]  # the Optuna penalty is not shown to people
     assert outcome.state == "failed" and "no trial finished" in (outcome.reason or "")
+
+
+def test_trials_after_the_first_run_in_its_worker_processes(finished_sweep: FinishedSweep) -> None:
+    _, _, children = _mlflow(finished_sweep)
+    by_number = sorted(children, key=lambda run: run.info.run_name)
+    pids = [run.data.tags["extrap.worker_pids"] for run in by_number]
+    assert len(pids[0].split()) == 2  # two DDP workers
+    assert set(pids) == {pids[0]}  # one warm group served every trial (one slot)
+    startup = [run.data.metrics["startup_seconds"] for run in by_number]
+    assert max(startup[1:]) < startup[0]  # warm trials start faster than the cold first one

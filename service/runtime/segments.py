@@ -1,0 +1,181 @@
+"""The Tune experiments of a sweep: one per segment of trials, resumable from storage.
+
+Layout on storage (a local path, a shared filesystem or an object-store URI)::
+
+    <storage>/<sweep id>/trials-0000/   Tune experiment of trials 1..N: trial results and
+                                        checkpoints (resumable)
+    <storage>/<sweep id>/trials-0020/   a later segment added by ``add_trials`` (21..), whose
+                                        Optuna study continues the previous segment's
+
+A segment's trials are :class:`~service.runtime.trial.SweepTrainable` actors reused from trial
+to trial (``reuse_actors=True``); Tune retries a crashed trial ``search.max_retries`` times
+from its latest checkpoint, on a new worker group.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from search_spaces import ParamSpec, SweepSpec
+from service.runtime.callbacks import SweepCallback, SweepStopper
+from service.runtime.trial import SweepTrainable, TrialContext, trial_resources
+
+__all__ = ["SEGMENT_PREFIX", "existing_segments", "run_segment", "segment_end", "segment_study"]
+
+log = logging.getLogger(__name__)
+
+SEGMENT_PREFIX = "trials-"
+_MARKER = "extrap-segment.txt"
+
+
+def _scheduler(spec: SweepSpec) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
+
+    config = spec.search.scheduler
+    builders = {
+        "fifo": lambda: FIFOScheduler(),  # type: ignore[no-untyped-call]
+        "asha": lambda: ASHAScheduler(
+            time_attr="epoch",
+            metric=spec.objective.metric,
+            mode=spec.objective.mode,
+            max_t=spec.job.epochs,
+            grace_period=min(config.grace_period, spec.job.epochs),  # type: ignore[union-attr]
+            reduction_factor=config.reduction_factor,  # type: ignore[union-attr]
+        ),
+        "median": lambda: MedianStoppingRule(
+            time_attr="epoch",
+            metric=spec.objective.metric,
+            mode=spec.objective.mode,
+            grace_period=config.grace_period,  # type: ignore[union-attr]
+            min_samples_required=config.min_samples_required,  # type: ignore[union-attr]
+        ),
+    }
+    return builders[config.kind]()  # type: ignore[no-untyped-call]
+
+
+class _DefineByRun:
+    """Optuna's define-by-run space; a class, not a lambda, because Tune pickles the searcher."""
+
+    def __init__(self, space: Mapping[str, ParamSpec]) -> None:
+        self.space = dict(space)
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        from search_spaces.optuna_space import suggest_params
+
+        return suggest_params(trial, self.space)
+
+
+def _searcher(spec: SweepSpec, previous_segment: str | None) -> Any:
+    from ray.tune.search.optuna import OptunaSearch
+
+    from search_spaces.optuna_space import build_sampler
+
+    objectives = spec.objectives
+    multi = len(objectives) > 1
+    searcher = OptunaSearch(
+        space=_DefineByRun(spec.space),
+        sampler=build_sampler(spec.search, spec.space, num_objectives=len(objectives)),
+        metric=[o.metric for o in objectives] if multi else objectives[0].metric,
+        mode=[o.mode for o in objectives] if multi else objectives[0].mode,
+    )
+    if previous_segment is not None:  # keep the search history across segments
+        searcher.restore_from_dir(previous_segment)
+    return searcher
+
+
+def existing_segments(sweep_root: str) -> list[tuple[int, str]]:
+    """The sweep's segments on storage, as (first trial offset, path)."""
+    found: list[tuple[int, str]] = []
+    offset = 0
+    while True:
+        path = f"{sweep_root}/{SEGMENT_PREFIX}{offset:04d}"
+        if not tune.Tuner.can_restore(path):
+            return found
+        found.append((offset, path))
+        offset = segment_end(offset, path)
+
+
+def segment_end(offset: int, path: str) -> int:
+    """The offset after the segment at ``path`` (its size is written when it starts)."""
+    marker = Path(path) / _MARKER
+    if marker.is_file():
+        return offset + int(marker.read_text().strip())
+    return offset + 10**6  # unknown size: no later segment can follow it
+
+
+def _trainable(spec: SweepSpec) -> Any:
+    context = TrialContext(
+        job=spec.job,
+        space_names=tuple(spec.space),
+        objective=spec.objective.metric,
+        mode=spec.objective.mode,
+        checkpoint_every=spec.search.checkpoint_every,
+    )
+    return tune.with_resources(
+        tune.with_parameters(SweepTrainable, context=context), trial_resources(spec.job)
+    )
+
+
+def run_segment(
+    spec: SweepSpec,
+    sweep_id: str,
+    sweep_root: str,
+    *,
+    offset: int,
+    num_trials: int,
+    path: str,
+    previous: str | None = None,
+) -> Any:
+    """Run one Tune experiment of the sweep; ``num_trials=0`` restores an existing one."""
+    trainable = _trainable(spec)
+    if num_trials == 0:
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+        return tuner.fit()
+    objective = spec.objective
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=_searcher(spec, previous),
+            scheduler=_scheduler(spec),
+            num_samples=num_trials,
+            max_concurrent_trials=spec.search.max_concurrent_trials,
+            reuse_actors=True,
+            trial_dirname_creator=lambda trial: trial.trial_id,
+        ),
+        run_config=tune.RunConfig(
+            name=f"{SEGMENT_PREFIX}{offset:04d}",
+            storage_path=sweep_root,
+            callbacks=[SweepCallback(sweep_id)],
+            stop=SweepStopper(sweep_id),
+            failure_config=tune.FailureConfig(max_failures=spec.search.max_retries),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=spec.search.keep_checkpoints,
+                checkpoint_score_attribute=objective.metric,
+                checkpoint_score_order=objective.mode,
+                checkpoint_at_end=True,
+            ),
+            verbose=0,
+        ),
+    )
+    if "://" not in path:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        (Path(path) / _MARKER).write_text(str(num_trials))
+    return tuner.fit()
+
+
+def segment_study(segment: str) -> Any | None:
+    """The Optuna study as Tune saved it with the segment's searcher state."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch()
+    try:
+        searcher.restore_from_dir(segment)
+    except (FileNotFoundError, RuntimeError, ValueError) as error:
+        log.warning("no Optuna study to summarise in %s: %s", segment, error)
+        return None
+    return getattr(searcher, "_ot_study", None)

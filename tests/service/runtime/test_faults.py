@@ -1,0 +1,98 @@
+"""Faults injected from outside: a worker process killed mid-trial."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from search_spaces import load_spec
+from service.runtime.driver import run_sweep
+from service.runtime.events import ListSink
+from tests.conftest import tiny_spec
+
+pytestmark = [pytest.mark.slow, pytest.mark.faults]
+
+
+class _KillOnce:
+    """An event sink that kills one worker of ``victim_number`` after its ``epoch``-th epoch."""
+
+    def __init__(self, tracking_uri: str, sweep_id: str, victim_number: int, epoch: int) -> None:
+        self.events = ListSink()
+        self.tracking_uri = tracking_uri
+        self.sweep_id = sweep_id
+        self.victim_number = victim_number
+        self.epoch = epoch
+        self.killed: list[int] = []
+        self._numbers: dict[str, int] = {}
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self.events.emit(event)
+        if event["type"] == "trial_started":
+            self._numbers[event["trial_id"]] = event["number"]
+        if (
+            event["type"] == "trial_metrics"
+            and not self.killed
+            and self._numbers.get(event["trial_id"]) == self.victim_number
+            and event["epoch"] == self.epoch
+        ):
+            pid = self._worker_pid(event["trial_id"])
+            # Mid-epoch of the next one: let the worker get going first.
+            threading.Timer(0.3, os.kill, (pid, signal.SIGKILL)).start()
+            self.killed.append(pid)
+
+    def _worker_pid(self, trial_id: str) -> int:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=self.tracking_uri)
+        [run] = client.search_runs(
+            client.get_experiment_by_name("tiny-mnist1d").experiment_id,
+            filter_string=f"tags.`extrap.trial_id` = '{trial_id}'",
+        )
+        return int(run.data.tags["extrap.worker_pids"].split()[0])
+
+
+@pytest.mark.timeout(600)
+def test_a_worker_killed_mid_trial_resumes_from_its_checkpoint_while_others_go_on(
+    ray_session: Any, test_data_dir: Path, tmp_path: Path
+) -> None:
+    data = tiny_spec(
+        test_data_dir, num_trials=2, max_concurrent_trials=2, scheduler="fifo", max_retries=1
+    )
+    data["job"].update(workers=1, global_batch_size=50, epochs=5)  # two one-worker slots
+    data["job"]["workload_options"] = {"num_samples": 8000, "hidden": 128}
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    sink = _KillOnce(tracking, "faulty", victim_number=1, epoch=2)
+    started = time.monotonic()
+    outcome = run_sweep(
+        load_spec(data),
+        sweep_id="faulty",
+        storage_path=str(tmp_path / "runs"),
+        tracking_uri=tracking,
+        events=sink,
+    )
+    assert sink.killed, "the victim never reached its second epoch"
+    assert outcome.state == "succeeded", outcome.reason
+    records = {record.number: record for record in outcome.trials.values()}
+    victim, other = records[1], records[2]
+    assert victim.status == other.status == "completed"
+    assert sink.killed[0] not in victim.worker_pids  # it finished on a rebuilt group
+    epochs = {
+        number: [
+            (e["epoch"], e["metrics"]["resumed_from_epoch"])
+            for e in sink.events.of_type("trial_metrics")
+            if e["trial_id"] == record.trial_id
+        ]
+        for number, record in records.items()
+    }
+    # the victim: epochs 1, 2 before the kill; then from its epoch-2 checkpoint (no epoch lost
+    # or repeated); the other trial never noticed
+    assert [epoch for epoch, _ in epochs[1]] == [1, 2, 3, 4, 5]
+    assert [resumed for _, resumed in epochs[1]] == [0, 0, 2, 2, 2]
+    assert [resumed for _, resumed in epochs[2]] == [0] * 5
+    assert time.monotonic() - started < 500
