@@ -31,6 +31,7 @@ from search_spaces.samplers import SAMPLERS
 __all__ = [
     "SCHEDULERS",
     "AshaScheduler",
+    "ConfirmConfig",
     "FifoScheduler",
     "MedianScheduler",
     "SchedulerConfig",
@@ -101,6 +102,21 @@ SCHEDULERS: Mapping[str, SchedulerInfo] = MappingProxyType(
 """Registered schedulers by name."""
 
 
+class ConfirmConfig(_Strict):
+    """Confirm the winners: retrain the best configurations on fresh seeds.
+
+    After the search, the ``top_k`` best configurations among the completed (not pruned)
+    trials, by the objective, are each retrained ``seeds`` times for the full epoch budget,
+    without pruning, on the same training split. Confirmation trial ``j`` (1-based) of a
+    configuration uses ``job.seed + 1000 * j``: fresh seeds, the same for every configuration
+    and every run of the sweep. The sweep's best is then the configuration with the best mean
+    over its confirmation seeds.
+    """
+
+    top_k: int = Field(2, ge=1, le=20, description="configurations to confirm")
+    seeds: int = Field(3, ge=2, le=20, description="fresh seeds per configuration (≥ 2: a std)")
+
+
 class SearchConfig(_Strict):
     """Sampler, scheduler, budget and failure handling of a sweep."""
 
@@ -129,6 +145,15 @@ class SearchConfig(_Strict):
     checkpoint_every: int = Field(
         1, ge=1, description="checkpoint a trial every this many epochs (its last epoch always)"
     )
+    confirm: ConfirmConfig | None = Field(
+        None, description="retrain the top configurations on fresh seeds (off: null)"
+    )
+
+    @property
+    def total_trials(self) -> int:
+        """Search trials plus confirmation trials (what counts against the trial limits)."""
+        confirm = self.confirm
+        return self.num_trials + (confirm.top_k * confirm.seeds if confirm else 0)
 
     @field_validator("scheduler", mode="before")
     @classmethod

@@ -31,7 +31,7 @@ from search_spaces.search import SearchConfig
 from search_spaces.space import ParamSpec, check_space
 from trainers.config import TrainJobConfig
 
-__all__ = ["SweepSpec", "spec_hash"]
+__all__ = ["SweepSpec", "TrackingConfig", "spec_hash"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 # Validation context of a spec read back from storage: validated in full at submission, so
@@ -55,6 +55,22 @@ def spec_hash(data: Mapping[str, Any]) -> str:
 
 def _stored(info: ValidationInfo) -> bool:
     return bool(info.context and info.context.get(_STORED))
+
+
+class TrackingConfig(BaseModel):
+    """Where a sweep is recorded in MLflow, and whether its best model is registered."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    experiment: str | None = Field(
+        None, max_length=256, description="the MLflow experiment (default: the spec's name)"
+    )
+    register_model: str | None = Field(
+        None,
+        max_length=256,
+        description="register the best configuration's model as a new version of this "
+        "registered model in MLflow's model registry",
+    )
 
 
 def _optional_in_schema(*names: str) -> Callable[[dict[str, Any]], None]:
@@ -97,7 +113,10 @@ class SweepSpec(BaseModel):
         default_factory=list, description="more objectives: a multi-objective sweep"
     )
     search: SearchConfig = Field(default_factory=SearchConfig)
-    mlflow_experiment: str | None = Field(None, description="default: the spec name")
+    tracking: TrackingConfig = Field(
+        default_factory=lambda: TrackingConfig(),
+        description="MLflow: the experiment, and the model registry (default: the spec name)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -109,8 +128,24 @@ class SweepSpec(BaseModel):
             data = _with_preset(data)
         if data.get("objective") is None:
             data["objective"] = _default_objective(data.get("job"))
-        if data.get("mlflow_experiment") is None:
-            data["mlflow_experiment"] = data.get("name")
+        legacy = data.pop("mlflow_experiment", None)  # the old key, still accepted
+        tracking = data.get("tracking")
+        tracking = dict(tracking) if isinstance(tracking, Mapping) else tracking
+        if isinstance(tracking, dict) or tracking is None:
+            tracking = tracking or {}
+            if legacy is not None and tracking.get("experiment") not in (None, legacy):
+                raise SpecError(
+                    [
+                        FieldError(
+                            "mlflow_experiment",
+                            "both mlflow_experiment and tracking.experiment are set: keep "
+                            "tracking.experiment (mlflow_experiment is its old name)",
+                        )
+                    ]
+                )
+            if tracking.get("experiment") is None:
+                tracking["experiment"] = legacy if legacy is not None else data.get("name")
+        data["tracking"] = tracking
         return data
 
     @field_validator("version", mode="before")
@@ -165,6 +200,11 @@ class SweepSpec(BaseModel):
         if errors:
             raise SpecError(errors)
         return self
+
+    @property
+    def mlflow_experiment(self) -> str:
+        """The MLflow experiment its runs go to (``tracking.experiment``)."""
+        return self.tracking.experiment or self.name
 
     @property
     def objectives(self) -> list[Objective]:

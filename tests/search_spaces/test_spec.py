@@ -132,3 +132,26 @@ def test_errors_survive_pickling(error: ValueError) -> None:
     again = pickle.loads(pickle.dumps(error))
 
     assert (type(again), str(again)) == (type(error), str(error))
+
+
+def test_tracking_takes_over_mlflow_experiment(spec_data: SpecFactory) -> None:
+    assert load_spec(spec_data()).tracking.experiment == load_spec(spec_data()).name
+    legacy = load_spec(spec_data(mlflow_experiment="old-name"))
+    assert legacy.tracking.experiment == legacy.mlflow_experiment == "old-name"
+    new = load_spec(spec_data(tracking={"experiment": "new", "register_model": "mnist1d-best"}))
+    assert (new.mlflow_experiment, new.tracking.register_model) == ("new", "mnist1d-best")
+    stored = new.stored_form()
+    assert "mlflow_experiment" not in stored and load_spec(stored) == new
+
+
+def test_both_experiment_keys_are_refused(spec_data: SpecFactory) -> None:
+    with pytest.raises(SpecError, match="keep tracking.experiment"):
+        load_spec(spec_data(mlflow_experiment="a", tracking={"experiment": "b"}))
+
+
+def test_confirmation_counts_against_the_trial_budget(spec_data: SpecFactory) -> None:
+    spec = load_spec(spec_data(search={"num_trials": 8, "confirm": {"top_k": 2, "seeds": 3}}))
+    assert spec.search.confirm is not None and spec.search.total_trials == 14
+    assert load_spec(spec_data()).search.confirm is None
+    with pytest.raises(SpecError, match="search.confirm.seeds"):
+        load_spec(spec_data(search={"confirm": {"seeds": 1}}))
