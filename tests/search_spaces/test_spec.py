@@ -145,7 +145,7 @@ def test_tracking_takes_over_mlflow_experiment(spec_data: SpecFactory) -> None:
 
 
 def test_both_experiment_keys_are_refused(spec_data: SpecFactory) -> None:
-    with pytest.raises(SpecError, match="keep tracking.experiment"):
+    with pytest.raises(SpecError, match=r"keep tracking\.experiment"):
         load_spec(spec_data(mlflow_experiment="a", tracking={"experiment": "b"}))
 
 
@@ -153,5 +153,5 @@ def test_confirmation_counts_against_the_trial_budget(spec_data: SpecFactory) ->
     spec = load_spec(spec_data(search={"num_trials": 8, "confirm": {"top_k": 2, "seeds": 3}}))
     assert spec.search.confirm is not None and spec.search.total_trials == 14
     assert load_spec(spec_data()).search.confirm is None
-    with pytest.raises(SpecError, match="search.confirm.seeds"):
+    with pytest.raises(SpecError, match=r"search\.confirm\.seeds"):
         load_spec(spec_data(search={"confirm": {"seeds": 1}}))
