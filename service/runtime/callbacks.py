@@ -19,6 +19,7 @@ from search_spaces import SweepSpec
 from search_spaces.space import job_data_with
 from service.runtime.events import EventSink
 from service.runtime.tracking import SweepTracker, epoch_metrics
+from service.runtime.trial import CONFIRM_KEY
 from service.wire import make_event
 
 __all__ = ["LIVE", "LiveSweep", "SweepCallback", "SweepStopper", "TrialRecord"]
@@ -41,6 +42,10 @@ class TrialRecord:
     epochs: int = 0
     error: str | None = None
     worker_pids: list[int] = field(default_factory=list)
+    kind: str = "search"  # or "confirmation": a configuration retrained on a fresh seed
+    confirms: str | None = None  # the search trial whose configuration this one confirms
+    seed: int | None = None
+    checkpoint: str | None = None  # its latest checkpoint (the final one once it ended)
 
 
 @dataclass
@@ -61,12 +66,15 @@ class LiveSweep:
     def objective(self) -> str:
         return self.spec.objective.metric
 
-    def best(self) -> TrialRecord | None:
+    def best_so_far(self) -> TrialRecord | None:
+        """The best finished search trial by its latest objective value (progress only)."""
         sign = 1.0 if self.spec.objective.mode == "max" else -1.0
         scored = [
             t
             for t in self.trials.values()
-            if t.status in ("completed", "pruned") and self.objective in t.last
+            if t.kind == "search"
+            and t.status in ("completed", "pruned")
+            and self.objective in t.last
         ]
         return max(scored, key=lambda t: sign * t.last[self.objective], default=None)
 
@@ -97,7 +105,9 @@ class SweepCallback(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         live = self._live()
         names = set(live.spec.space)
-        params = {k: v for k, v in trial.config.items() if k in names}
+        confirmation = trial.config.get(CONFIRM_KEY)
+        values = confirmation["params"] if confirmation is not None else trial.config
+        params = {k: v for k, v in values.items() if k in names}
         with live.lock:
             record = live.trials.get(trial.trial_id)
             if record is not None and record.status != "running":
@@ -108,12 +118,25 @@ class SweepCallback(tune.Callback):
                 if number is None:  # a new trial: the next number
                     number = max((t.number for t in live.trials.values()), default=0) + 1
                 record = TrialRecord(trial.trial_id, number, params)
+                if confirmation is not None:
+                    record.kind = "confirmation"
+                    record.confirms = str(confirmation["confirms"])
+                    record.seed = int(confirmation["seed"])
                 live.trials[trial.trial_id] = record
             now = time.time()
             live.started.setdefault(trial.trial_id, now)
             live.last_start[trial.trial_id] = now
         job_data = job_data_with(live.spec.job, params)  # the trainable builds the job itself
-        run_id = live.tracker.trial_run(trial.trial_id, record.number, params, job_data)
+        if record.seed is not None:
+            job_data["seed"] = record.seed
+        run_id = live.tracker.trial_run(
+            trial.trial_id,
+            record.number,
+            params,
+            job_data,
+            confirms=record.confirms,
+            seed=record.seed,
+        )
         live.events.emit(
             make_event(
                 "trial_started",
@@ -121,6 +144,8 @@ class SweepCallback(tune.Callback):
                 number=record.number,
                 params=params,
                 mlflow_run_id=run_id,
+                kind=record.kind,
+                confirms=record.confirms,
             )
         )
 
@@ -159,7 +184,10 @@ class SweepCallback(tune.Callback):
         if record is None or record.replayed:
             return
         record.status, record.error = status, error
-        live.tracker.finish_trial(trial.trial_id, status)
+        checkpoint = getattr(trial, "checkpoint", None)
+        if checkpoint is not None:
+            record.checkpoint = str(checkpoint.path)
+        live.tracker.finish_trial(trial.trial_id, status, checkpoint=record.checkpoint)
         live.events.emit(
             make_event(
                 "trial_finished",
@@ -169,9 +197,9 @@ class SweepCallback(tune.Callback):
                 metrics=record.last,
             )
         )
-        best = live.best()
-        if best is not None:
-            done = sum(t.status != "running" for t in live.trials.values())
+        best = live.best_so_far()
+        if best is not None and record.kind == "search":
+            done = sum(t.status != "running" for t in live.trials.values() if t.kind == "search")
             live.tracker.log_best(best.last[live.objective], done)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:

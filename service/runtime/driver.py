@@ -33,20 +33,26 @@ from typing import Any
 
 import httpx
 
-from search_spaces import SweepSpec, get_searchable
+from search_spaces import SweepSpec
 from search_spaces.resources import placement_errors
+from service.runtime.best_model import export_best_model, model_job
 from service.runtime.callbacks import LIVE, LiveSweep, TrialRecord
+from service.runtime.confirmation import best_summary, missing_confirmations
 from service.runtime.events import EventSink, ListSink
 from service.runtime.ray_env import ensure_ray, tune_environment
 from service.runtime.segments import (
+    CONFIRM_PREFIX,
     SEGMENT_PREFIX,
+    confirmation_segments,
     existing_segments,
+    run_confirmations,
     run_segment,
     segment_end,
     segment_study,
 )
 from service.runtime.tracking import SweepTracker
 from service.wire import DriverSpecPublic, make_event
+from trainers.workloads import get_workload_info
 
 __all__ = ["HttpEventSink", "SweepOutcome", "SweepRejected", "main", "run_sweep"]
 
@@ -70,17 +76,6 @@ class SweepOutcome:
     trials: dict[str, TrialRecord]
     mlflow_experiment_id: str
     mlflow_run_id: str
-
-
-def _best_summary(spec: SweepSpec, record: TrialRecord) -> dict[str, Any]:
-    return {
-        "trial_id": record.trial_id,
-        "number": record.number,
-        "value": record.last[spec.objective.metric],
-        "params": record.params,
-        "metrics": record.last,
-        "job_overrides": {get_searchable(k).path: v for k, v in record.params.items()},
-    }
 
 
 def run_sweep(
@@ -154,12 +149,14 @@ def run_sweep(
                 previous=previous,
             )
             segments.append((planned, path))
+        last_segment = segments[-1][1]
+        if state.failed < spec.search.max_failed_trials:
+            _confirm(spec, sweep_id, sweep_root, state, resume=resume)
         if state.failed >= spec.search.max_failed_trials:
             reason = (
                 f"stopped: {state.failed} trials failed (search.max_failed_trials="
                 f"{spec.search.max_failed_trials}); see the failed trials' errors"
             )
-        last_segment = segments[-1][1]
     except Exception as error:  # the sweep fails with the reason; the caller reports it
         log.exception("sweep %s failed", sweep_id)
         reason = f"{type(error).__name__}: {error}"
@@ -167,13 +164,24 @@ def run_sweep(
     finally:
         LIVE.pop(sweep_id, None)
 
-    best_record = state.best()
-    best = _best_summary(spec, best_record) if best_record else None
+    best = best_summary(state, get_workload_info(spec.job.workload).metric)
     if reason is None and best is None:
         reason = "no trial finished with the objective metric"
+    if best is not None:
+        seed = state.trials[best["model_trial_id"]].seed
+        best.update(
+            export_best_model(
+                best,
+                model_job(spec, best, seed),
+                sweep_root=sweep_root,
+                tracking_uri=tracking_uri,
+                parent_run_id=tracker.parent_run_id,
+                register_as=spec.tracking.register_model,
+            )
+        )
     final_state = "failed" if reason else "succeeded"
     study = segment_study(last_segment) if last_segment and "://" not in last_segment else None
-    tracker.finish_sweep(final_state, best=best, study=study)
+    tracker.finish_sweep(final_state, best=best, study=study, step=len(state.trials) + 1)
     sink.emit(make_event("sweep_finished", state=final_state, reason=reason, best=best))
     return SweepOutcome(
         state=final_state,
@@ -183,6 +191,22 @@ def run_sweep(
         mlflow_experiment_id=tracker.experiment_id,
         mlflow_run_id=tracker.parent_run_id,
     )
+
+
+def _confirm(
+    spec: SweepSpec, sweep_id: str, sweep_root: str, live: LiveSweep, *, resume: bool
+) -> None:
+    """Retrain the top configurations on fresh seeds (``search.confirm``), resumably."""
+    if spec.search.confirm is None:
+        return
+    paths = confirmation_segments(sweep_root) if resume else []
+    for path in paths:  # finished experiments return at once
+        run_confirmations(spec, sweep_id, sweep_root, configs=[], path=path)
+    missing = missing_confirmations(live)  # also what entered the top after add_trials
+    if missing:
+        path = f"{sweep_root}/{CONFIRM_PREFIX}{len(paths):04d}"
+        configs = [run.config() for run in missing]
+        run_confirmations(spec, sweep_id, sweep_root, configs=configs, path=path)
 
 
 # -- the service's Ray Job -------------------------------------------------------------------

@@ -6,6 +6,9 @@ Layout on storage (a local path, a shared filesystem or an object-store URI)::
                                         checkpoints (resumable)
     <storage>/<sweep id>/trials-0020/   a later segment added by ``add_trials`` (21..), whose
                                         Optuna study continues the previous segment's
+    <storage>/<sweep id>/confirm-0000/  the confirmation trials (no searcher, no pruning);
+                                        a later ``confirm-0001`` confirms configurations that
+                                        entered the top after ``add_trials``
 
 A segment's trials are :class:`~service.runtime.trial.SweepTrainable` actors reused from trial
 to trial (``reuse_actors=True``); Tune retries a crashed trial ``search.max_retries`` times
@@ -25,11 +28,21 @@ from search_spaces import ParamSpec, SweepSpec
 from service.runtime.callbacks import SweepCallback, SweepStopper
 from service.runtime.trial import SweepTrainable, TrialContext, trial_resources
 
-__all__ = ["SEGMENT_PREFIX", "existing_segments", "run_segment", "segment_end", "segment_study"]
+__all__ = [
+    "CONFIRM_PREFIX",
+    "SEGMENT_PREFIX",
+    "confirmation_segments",
+    "existing_segments",
+    "run_confirmations",
+    "run_segment",
+    "segment_end",
+    "segment_study",
+]
 
 log = logging.getLogger(__name__)
 
 SEGMENT_PREFIX = "trials-"
+CONFIRM_PREFIX = "confirm-"
 _MARKER = "extrap-segment.txt"
 
 
@@ -121,6 +134,24 @@ def _trainable(spec: SweepSpec) -> Any:
     )
 
 
+def _run_config(spec: SweepSpec, sweep_id: str, name: str, sweep_root: str) -> Any:
+    objective = spec.objective
+    return tune.RunConfig(
+        name=name,
+        storage_path=sweep_root,
+        callbacks=[SweepCallback(sweep_id)],
+        stop=SweepStopper(sweep_id),
+        failure_config=tune.FailureConfig(max_failures=spec.search.max_retries),
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=spec.search.keep_checkpoints,
+            checkpoint_score_attribute=objective.metric,
+            checkpoint_score_order=objective.mode,
+            checkpoint_at_end=True,
+        ),
+        verbose=0,
+    )
+
+
 def run_segment(
     spec: SweepSpec,
     sweep_id: str,
@@ -136,7 +167,6 @@ def run_segment(
     if num_trials == 0:
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
         return tuner.fit()
-    objective = spec.objective
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -147,24 +177,45 @@ def run_segment(
             reuse_actors=True,
             trial_dirname_creator=lambda trial: trial.trial_id,
         ),
-        run_config=tune.RunConfig(
-            name=f"{SEGMENT_PREFIX}{offset:04d}",
-            storage_path=sweep_root,
-            callbacks=[SweepCallback(sweep_id)],
-            stop=SweepStopper(sweep_id),
-            failure_config=tune.FailureConfig(max_failures=spec.search.max_retries),
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=spec.search.keep_checkpoints,
-                checkpoint_score_attribute=objective.metric,
-                checkpoint_score_order=objective.mode,
-                checkpoint_at_end=True,
-            ),
-            verbose=0,
-        ),
+        run_config=_run_config(spec, sweep_id, f"{SEGMENT_PREFIX}{offset:04d}", sweep_root),
     )
     if "://" not in path:
         Path(path).mkdir(parents=True, exist_ok=True)
         (Path(path) / _MARKER).write_text(str(num_trials))
+    return tuner.fit()
+
+
+def confirmation_segments(sweep_root: str) -> list[str]:
+    """The sweep's confirmation experiments on storage, in order."""
+    found: list[str] = []
+    while tune.Tuner.can_restore(path := f"{sweep_root}/{CONFIRM_PREFIX}{len(found):04d}"):
+        found.append(path)
+    return found
+
+
+def run_confirmations(
+    spec: SweepSpec, sweep_id: str, sweep_root: str, *, configs: list[dict[str, Any]], path: str
+) -> Any:
+    """Run confirmation trials (each config one trial), or restore them (``configs=[]``).
+
+    No searcher (they are not reported to Optuna) and no pruning: each runs the full budget.
+    """
+    trainable = _trainable(spec)
+    if not configs:
+        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True).fit()
+    from service.runtime.trial import CONFIRM_KEY
+
+    tuner = tune.Tuner(
+        trainable,
+        param_space={CONFIRM_KEY: tune.grid_search([config[CONFIRM_KEY] for config in configs])},
+        tune_config=tune.TuneConfig(
+            num_samples=1,
+            max_concurrent_trials=spec.search.max_concurrent_trials,
+            reuse_actors=True,
+            trial_dirname_creator=lambda trial: trial.trial_id,
+        ),
+        run_config=_run_config(spec, sweep_id, Path(path).name, sweep_root),
+    )
     return tuner.fit()
 
 

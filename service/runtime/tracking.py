@@ -35,6 +35,9 @@ SWEEP_TAG = "extrap.sweep_id"
 TRIAL_TAG = "extrap.trial_id"
 KIND_TAG = "extrap.kind"
 STATUS_TAG = "extrap.status"
+CONFIRMS_TAG = "extrap.confirms"  # a confirmation run: the search trial it confirms
+SEED_TAG = "extrap.seed"
+CHECKPOINT_TAG = "extrap.checkpoint"
 # Reported per epoch but not worth a chart: identifiers and counters.
 _NOT_METRICS = frozenset(
     {
@@ -198,22 +201,34 @@ class SweepTracker:
         return _number_of(found[0].info.run_name or "")
 
     def trial_run(
-        self, trial_id: str, number: int, params: Mapping[str, Any], job: Mapping[str, Any]
+        self,
+        trial_id: str,
+        number: int,
+        params: Mapping[str, Any],
+        job: Mapping[str, Any],
+        *,
+        confirms: str | None = None,
+        seed: int | None = None,
     ) -> str:
-        """The child run of a trial, created (with its params) on first use."""
+        """The child run of a trial, created (with its params) on first use.
+
+        A confirmation run is named ``trial-012 confirmation seed=1000 lr=…`` and tagged with
+        the search trial it confirms (``extrap.confirms``) and its seed.
+        """
         if trial_id in self._trial_runs:
             return self._trial_runs[trial_id]
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=trial_run_name(number, params),
-            tags={
-                "mlflow.parentRunId": self.parent_run_id,
-                SWEEP_TAG: self.sweep_id,
-                TRIAL_TAG: trial_id,
-                KIND_TAG: "trial",
-                STATUS_TAG: "running",
-            },
-        )
+        tags = {
+            "mlflow.parentRunId": self.parent_run_id,
+            SWEEP_TAG: self.sweep_id,
+            TRIAL_TAG: trial_id,
+            KIND_TAG: "trial",
+            STATUS_TAG: "running",
+        }
+        name = trial_run_name(number, params)
+        if confirms is not None:
+            tags.update({CONFIRMS_TAG: confirms, SEED_TAG: str(seed)})
+            name = name.replace(" ", f" confirmation seed={seed} ", 1)
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         run_id = str(run.info.run_id)
         every = dict(params)
         every.update({f"job.{k}": v for k, v in flatten(job)})
@@ -237,6 +252,7 @@ class SweepTracker:
             trial_id = run.data.tags[TRIAL_TAG]
             self._trial_runs[trial_id] = str(run.info.run_id)
             metrics = dict(run.data.metrics)
+            tags = run.data.tags
             trials.append(
                 {
                     "trial_id": trial_id,
@@ -246,6 +262,10 @@ class SweepTracker:
                     "last": {self.objective: metrics.pop(self.objective)} | metrics
                     if self.objective in metrics
                     else metrics,
+                    "kind": "confirmation" if CONFIRMS_TAG in tags else "search",
+                    "confirms": tags.get(CONFIRMS_TAG),
+                    "seed": int(tags[SEED_TAG]) if SEED_TAG in tags else None,
+                    "checkpoint": tags.get(CHECKPOINT_TAG),
                 }
             )
         return trials
@@ -260,11 +280,14 @@ class SweepTracker:
         if run_id is not None and metrics:
             self._log(run_id, metrics=metrics, step=epoch)
 
-    def finish_trial(self, trial_id: str, status: str) -> None:
+    def finish_trial(self, trial_id: str, status: str, *, checkpoint: str | None = None) -> None:
         run_id = self._trial_runs.get(trial_id)
         if run_id is None:
             return
-        self._log(run_id, tags={STATUS_TAG: status})
+        tags = {STATUS_TAG: status}
+        if checkpoint is not None:
+            tags[CHECKPOINT_TAG] = checkpoint
+        self._log(run_id, tags=tags)
         mlflow_status = "FAILED" if status == "failed" else "FINISHED"
         self.client.set_terminated(run_id, status=mlflow_status)
 
@@ -279,8 +302,13 @@ class SweepTracker:
         *,
         best: Mapping[str, Any] | None,
         study: Any | None = None,
+        step: int = 0,
     ) -> None:
-        """Final tags and artifacts on the parent run; ``study`` is the Optuna study if any."""
+        """Final tags and artifacts on the parent run; ``study`` is the Optuna study if any.
+
+        The best configuration's figures are logged at ``step`` (after every ``best_*`` value
+        logged while the search ran, so that they are the latest).
+        """
         run_id = self.parent_run_id
         if best is not None:
             fragment = (
@@ -291,9 +319,13 @@ class SweepTracker:
                 "value": best["value"],
                 "params": best["params"],
                 "metrics": best["metrics"],
+                "confirmation": best.get("confirmation"),
+                "note": best.get("note"),
+                "model_uri": best.get("model_uri"),
                 "spec_fragment": fragment,
             }
             self.client.log_text(run_id, yaml.safe_dump(document, sort_keys=False), "best.yaml")
+            self._log(run_id, metrics=_best_figures(best, self.objective), step=step)
         if study is not None:
             self._log_study(run_id, study)
         self._log(run_id, tags={STATUS_TAG: state})
@@ -322,6 +354,31 @@ class SweepTracker:
             import matplotlib.pyplot as plt
 
             plt.close("all")
+
+
+def _best_figures(best: Mapping[str, Any], objective: str) -> dict[str, float]:
+    """The parent run's summary of the best configuration: ``best_<objective>`` and
+    ``best_test_<metric>`` (means over the confirmation seeds, with ``_std``; ``_n`` runs)."""
+    confirmation = best.get("confirmation")
+    if not confirmation:
+        figures = {f"best_{objective}": float(best["value"])}
+        figures.update(
+            {
+                f"best_{key}": float(value)
+                for key, value in (best.get("metrics") or {}).items()
+                if key.startswith("test_") and isinstance(value, int | float)
+            }
+        )
+        return figures
+    figures = {}
+    for part in ("validation", "test"):
+        stats = confirmation[part]
+        for key in ("mean", "std"):
+            if stats.get(key) is not None:
+                suffix = "" if key == "mean" else f"_{key}"
+                figures[f"best_{stats['metric']}{suffix}"] = float(stats[key])
+    figures[f"best_{objective}_n"] = float(confirmation["n"])
+    return figures
 
 
 def _number_of(run_name: str) -> int:

@@ -27,9 +27,13 @@ from service.runtime.workers import WorkerGroup
 from trainers.checkpoint import read_files, write_files
 from trainers.config import TrainJobConfig
 
-__all__ = ["SweepTrainable", "TrialContext", "penalty", "trial_resources"]
+__all__ = ["CONFIRM_KEY", "SweepTrainable", "TrialContext", "penalty", "trial_resources"]
 
 _DONE = frozenset({"completed", "diverged"})
+
+CONFIRM_KEY = "extrap_confirmation"
+"""A confirmation trial's config: ``{CONFIRM_KEY: {"confirms": trial id, "seed", "params"}}``
+(its configuration's searched values, retrained with a fresh seed)."""
 
 
 def penalty(mode: str) -> float:
@@ -64,8 +68,14 @@ class SweepTrainable(tune.Trainable):
         self._begin(config)
 
     def _begin(self, config: dict[str, Any]) -> None:
+        confirmation = config.get(CONFIRM_KEY)
+        if confirmation is not None:
+            config = confirmation["params"]
         params = {name: config[name] for name in self.context.space_names if name in config}
-        self.job = apply_params(self.context.job, params)  # the trial's job, built once
+        job = apply_params(self.context.job, params)  # the trial's job, built once
+        if confirmation is not None:
+            job = job.model_copy(update={"seed": int(confirmation["seed"])})
+        self.job = job
         self.resume_files: dict[str, bytes] | None = None
         self.started = False
 

@@ -67,6 +67,12 @@ class TrialStartedEvent(_Event):
     number: int = Field(ge=0)
     params: dict[str, Any] = Field(default_factory=dict)
     mlflow_run_id: str | None = None
+    kind: Literal["search", "confirmation"] = Field(
+        "search", description="a search trial, or a confirmation run on a fresh seed"
+    )
+    confirms: str | None = Field(
+        None, max_length=64, description="a confirmation run: the search trial it confirms"
+    )
 
 
 class TrialMetricsEvent(_Event):

@@ -246,3 +246,42 @@ def test_trials_after_the_first_run_in_its_worker_processes(finished_sweep: Fini
     assert set(pids) == {pids[0]}  # one warm group served every trial (one slot)
     startup = [run.data.metrics["startup_seconds"] for run in by_number]
     assert max(startup[1:]) < startup[0]  # warm trials start faster than the cold first one
+
+
+def test_validation_every_epoch_and_test_figures_only_at_the_end(
+    finished_sweep: FinishedSweep,
+) -> None:
+    finished = {
+        e["trial_id"]: e["status"] for e in _of_type(finished_sweep.events, "trial_finished")
+    }
+    for trial_id, status in finished.items():
+        reports = [
+            e["metrics"]
+            for e in _of_type(finished_sweep.events, "trial_metrics")
+            if e["trial_id"] == trial_id
+        ]
+        assert all({"val_loss", "val_accuracy"} <= set(m) for m in reports)
+        assert not any(k.startswith("test_") for m in reports[:-1] for k in m)
+        tested = {"test_loss", "test_accuracy"} <= set(reports[-1])
+        assert tested == (status == "completed")
+
+
+def test_a_trial_past_its_timeout_is_stopped_untested_as_pruned(
+    ray_session: Any, test_data_dir: Path, tmp_path: Path
+) -> None:
+    data = tiny_spec(test_data_dir, num_trials=2, scheduler="fifo", trial_timeout_s=0.001)
+    data["job"]["epochs"] = 3
+    sink = ListSink()
+    outcome = run_sweep(
+        load_spec(data),
+        sweep_id="timeouts",
+        storage_path=str(tmp_path / "runs"),
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        events=sink,
+    )
+    finished = sink.of_type("trial_finished")
+    assert [e["status"] for e in finished] == ["pruned", "pruned"]
+    for event in sink.of_type("trial_metrics"):
+        assert event["epoch"] == 1  # stopped at its first report
+        assert not any(k.startswith("test_") for k in event["metrics"])  # never tested
+    assert outcome.state == "succeeded"  # a pruned trial still ranks (without confirmation)
