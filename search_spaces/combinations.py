@@ -2,8 +2,13 @@
 
 A space with ``extrapolation: [none, sam]`` reaches a job with ``extrapolation=sam``; if no
 ``gamma`` is set for it, that trial would crash hours into a sweep. So validation enumerates
-the reachable combinations of categorical parameters (respecting ``when``), puts the active
+the reachable combinations of categorical parameters (respecting ``when``; at most
+:data:`~search_spaces.limits.MAX_COMBINATIONS`, else the spec is refused), puts the active
 numeric parameters at their low ends and then at their high ends, and builds the job for each.
+The job's own numeric rules are bounds, which the ends decide. A workload's options may also
+ask for divisibility (``multiple_of``, ``d_model % num_heads``) or relate two options, which
+the ends do not decide, so :func:`int_option_errors` checks every value a searched integer
+workload option can take.
 
 Example:
     >>> from search_spaces.space import CategoricalParam
@@ -14,23 +19,30 @@ Example:
 
 from __future__ import annotations
 
+import itertools
+import math
+import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from search_spaces.errors import (
     FieldError,
     errors_from_option_problems,
     errors_from_validation_error,
+    shorten,
 )
-from search_spaces.searchable import get_searchable
+from search_spaces.limits import MAX_COMBINATIONS, MAX_INT_VALUES, MAX_OPTION_CHECKS
+from search_spaces.searchable import WORKLOAD_PREFIX, get_searchable
 from search_spaces.space import (
     CategoricalParam,
+    FloatParam,
+    IntParam,
     ParamSpec,
     apply_params,
-    condition_holds,
+    choice_key,
     dependency_order,
     job_data_with,
 )
@@ -41,11 +53,11 @@ __all__ = [
     "MAX_COMBINATIONS",
     "CombinationReport",
     "combination_errors",
+    "int_option_errors",
     "reachable_combinations",
+    "too_many_combinations",
+    "workload_option_points",
 ]
-
-MAX_COMBINATIONS = 10_000
-"""At most this many categorical combinations are enumerated (and checked)."""
 
 _MAX_REPORTED = 5
 
@@ -72,7 +84,7 @@ def reachable_combinations(
 
     Args:
         space: a space whose conditions are not circular.
-        limit: stop after this many combinations.
+        limit: stop after this many combinations (``capped`` tells that there are more).
     """
     order = [n for n in dependency_order(space) if isinstance(space[n], CategoricalParam)]
     found: list[dict[str, Any]] = []
@@ -80,7 +92,7 @@ def reachable_combinations(
         if len(found) == limit:
             return CombinationReport(found, capped=True, never_active=[])
         found.append(combination)
-    never = [n for n, p in space.items() if not any(condition_holds(p.when, c) for c in found)]
+    never = [n for n, p in space.items() if not any(p.active(c) for c in found)]
     return CombinationReport(found, capped=False, never_active=never)
 
 
@@ -92,7 +104,7 @@ def _walk(
         return
     name, rest = order[0], order[1:]
     param = space[name]
-    if not condition_holds(param.when, chosen) or not isinstance(param, CategoricalParam):
+    if not param.active(chosen) or not isinstance(param, CategoricalParam):
         yield from _walk(space, rest, chosen)
         return
     for choice in param.choices:
@@ -106,7 +118,7 @@ def _numeric_ends(
 ) -> dict[str, dict[str, Any]]:
     ends: dict[str, dict[str, Any]] = {"low": {}, "high": {}}
     for name, param in space.items():
-        if isinstance(param, CategoricalParam) or not condition_holds(param.when, combination):
+        if isinstance(param, CategoricalParam) or not param.active(combination):
             continue
         ends["low"][name] = param.low
         ends["high"][name] = param.high
@@ -266,4 +278,233 @@ def _join(*parts: str) -> str:
 
 
 def _show(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
+    return str(value).lower() if isinstance(value, bool) else shorten(value).strip("'")
+
+
+def too_many_combinations(space: Mapping[str, ParamSpec]) -> FieldError:
+    """The error for a space with more than MAX_COMBINATIONS reachable combinations."""
+    sizes = {n: len(p.choices) for n, p in space.items() if isinstance(p, CategoricalParam)}
+    biggest = sorted(sizes, key=lambda n: -sizes[n])
+    factors = " × ".join(f"{n} {sizes[n]}" for n in biggest[:6])
+    factors += " × …" if len(biggest) > 6 else ""
+    return FieldError(
+        "space",
+        f"the space has more than {MAX_COMBINATIONS:,} reachable combinations of categorical "
+        f"values (up to {math.prod(sizes.values()):,} without the conditions: {factors}); "
+        "validation builds the training job of each one, so at most "
+        f"{MAX_COMBINATIONS:,} are accepted: drop choices, fix some of these parameters in "
+        "job, make some conditional (when), or search numbers as ranges (low, high, step) "
+        "instead of choices",
+    )
+
+
+def _workload_params(
+    space: Mapping[str, ParamSpec], combination: Mapping[str, Any], kind: type[BaseModel]
+) -> dict[str, Any]:
+    return {
+        name: param
+        for name, param in space.items()
+        if name.startswith(WORKLOAD_PREFIX)
+        and isinstance(param, kind)
+        and param.active(combination)
+    }
+
+
+def _option(name: str) -> str:
+    return name.removeprefix(WORKLOAD_PREFIX)
+
+
+def workload_option_points(
+    job: TrainJobConfig, space: Mapping[str, ParamSpec], report: CombinationReport
+) -> list[dict[str, Any]]:
+    """The distinct workload options of the reachable jobs, numeric options at either end.
+
+    Returns:
+        Searchable name → value of the ``workload.*`` parameters (empty dicts for none), one
+        dict per distinct point; the job's own ``workload_options`` fill in the rest.
+    """
+    points: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
+    for combination in report.combinations:
+        fixed = {n: v for n, v in combination.items() if n.startswith(WORKLOAD_PREFIX)}
+        numeric = {
+            **_workload_params(space, combination, IntParam),
+            **_workload_params(space, combination, FloatParam),
+        }
+        for end in ("low", "high"):
+            point = {**fixed, **{n: getattr(p, end) for n, p in numeric.items()}}
+            points.setdefault(tuple((n, choice_key(v)) for n, v in point.items()), point)
+    return list(points.values())
+
+
+@dataclass
+class _IntGroup:
+    """Combinations that agree on everything the integer check depends on."""
+
+    fixed: dict[str, Any]
+    ints: dict[str, list[int]]
+    floats: dict[str, FloatParam]
+
+    def planned(self) -> int:
+        """How many option sets checking this group builds."""
+        ends = 2 if self.floats else 1
+        return ends * (
+            math.prod(len(v) for v in self.ints.values())
+            if _whole_product(self.ints)
+            else 2 * sum(len(v) for v in self.ints.values())
+        )
+
+    def points(self) -> Iterator[tuple[dict[str, Any], str | None]]:
+        """Every point to check (int values as in int_option_errors, floats at either end),
+        with the one int option it varies (None: the product varies them all)."""
+        ints: Iterator[tuple[dict[str, int], str | None]]
+        if _whole_product(self.ints):
+            names = list(self.ints)
+            ints = (
+                (dict(zip(names, values, strict=True)), None)
+                for values in itertools.product(*self.ints.values())
+            )
+        else:
+            ints = (
+                ({**{n: v[end] for n, v in self.ints.items()}, name: value}, name)
+                for end in (0, -1)
+                for name, values in self.ints.items()
+                for value in values
+            )
+        ends = ("low", "high") if self.floats else ("low",)
+        for point, varied in ints:
+            for end in ends:
+                yield {**point, **{n: getattr(p, end) for n, p in self.floats.items()}}, varied
+
+
+def _whole_product(ints: Mapping[str, list[int]]) -> bool:
+    return math.prod(len(v) for v in ints.values()) <= MAX_INT_VALUES
+
+
+@dataclass
+class _Failures:
+    """The values of one integer option that failed, and the first failure in full."""
+
+    values: list[int]
+    bad: set[int] = field(default_factory=set)
+    example: str = ""
+
+
+def int_option_errors(
+    job: TrainJobConfig,
+    space: Mapping[str, ParamSpec],
+    report: CombinationReport,
+    options_model: type[BaseModel],
+) -> list[FieldError]:
+    """Check every value a searched integer workload option can take (not only its ends).
+
+    For each reachable combination, the active integer ``workload.*`` parameters are checked
+    against ``options_model`` at every point of the product of their values when it has at
+    most :data:`~search_spaces.limits.MAX_INT_VALUES` points, otherwise each one's values
+    with the others at their low ends and then at their high ends; float workload options sit
+    at their low and at their high ends. An option with more than ``MAX_INT_VALUES`` values,
+    or a space that would need more than :data:`~search_spaces.limits.MAX_OPTION_CHECKS`
+    option sets in all, is refused.
+
+    Returns:
+        One error per integer option (``space.workload.<option>``) with invalid values,
+        naming a failing value, the reason and the valid values.
+    """
+    groups: dict[Any, _IntGroup] = {}
+    errors: dict[str, FieldError] = {}
+    for combination in report.combinations:
+        ints = _workload_params(space, combination, IntParam)
+        if not ints:
+            continue
+        values: dict[str, list[int]] = {}
+        for name, param in ints.items():
+            count = (param.high - param.low) // param.step + 1
+            if count > MAX_INT_VALUES:
+                errors.setdefault(name, _too_many_values(name, param, count))
+                continue
+            values[name] = list(range(param.low, param.high + 1, param.step))
+        floats = _workload_params(space, combination, FloatParam)
+        fixed = {n: v for n, v in combination.items() if n.startswith(WORKLOAD_PREFIX)}
+        key = (tuple((n, choice_key(v)) for n, v in fixed.items()), tuple(ints), tuple(floats))
+        groups.setdefault(key, _IntGroup(fixed, values, floats))
+    if errors:
+        return list(errors.values())
+    planned = sum(group.planned() for group in groups.values())
+    if planned > MAX_OPTION_CHECKS:
+        return [
+            FieldError(
+                "space",
+                f"checking every value of the integer workload options "
+                f"({', '.join(sorted({n for g in groups.values() for n in g.ints}))}) would "
+                f"build {planned:,} option sets; at most {MAX_OPTION_CHECKS:,} are built: "
+                "narrow their ranges, give them a larger step, or fix some in "
+                "job.workload_options",
+            )
+        ]
+    failures: dict[str, _Failures] = {}
+    for group in groups.values():
+        for point, varied in group.points():
+            options = {
+                **job.workload_options,
+                **{_option(n): v for n, v in {**group.fixed, **point}.items()},
+            }
+            try:
+                options_model.model_validate(options)
+            except ValidationError as exc:
+                _record(failures, group, point, varied, exc)
+    return [
+        _int_error(name, space[name], failure)
+        for name, failure in failures.items()
+        if name not in errors
+    ]
+
+
+def _too_many_values(name: str, param: IntParam, count: int) -> FieldError:
+    return FieldError(
+        f"space.{name}",
+        f"{name} takes {count:,} values ({param.low}..{param.high}, step {param.step}); every "
+        f"value of an integer workload option is checked, and at most {MAX_INT_VALUES:,} "
+        f"are: narrow the range or raise step (e.g. step: {math.ceil(count / 1000) * param.step})",
+    )
+
+
+def _record(
+    failures: dict[str, _Failures],
+    group: _IntGroup,
+    point: Mapping[str, Any],
+    varied: str | None,
+    exc: ValidationError,
+) -> None:
+    problem = exc.errors(include_url=False)[0]
+    reason = str(problem["msg"]).removeprefix("Value error, ")
+    loc = problem["loc"]
+    # The option that moved away from its end; else the option the error names (first).
+    blamed = varied or (f"{WORKLOAD_PREFIX}{loc[0]}" if loc else "")
+    if blamed not in group.ints:
+        named = [
+            (match.start(), name)
+            for name in group.ints
+            if (match := re.search(rf"\b{re.escape(_option(name))}\b", reason)) is not None
+        ]
+        blamed = min(named)[1] if named else list(group.ints)[-1]
+    failure = failures.setdefault(blamed, _Failures(group.ints[blamed]))
+    if not failure.bad:
+        others = ", ".join(f"{n}={v}" for n, v in {**group.fixed, **point}.items() if n != blamed)
+        where = f" (with {others})" if others else ""
+        failure.example = f"{blamed}={point[blamed]}{where}: {reason[:200]}"
+    failure.bad.add(point[blamed])
+
+
+def _int_error(name: str, param: ParamSpec, failure: _Failures) -> FieldError:
+    valid = [v for v in failure.values if v not in failure.bad]
+    listed = ", ".join(str(v) for v in valid[:8]) + (", …" if len(valid) > 8 else "")
+    fix = (
+        f"search only valid values (e.g. {name}: {{choices: [{listed}]}}) or change the range"
+        if valid
+        else "change the range or the other workload options"
+    )
+    span = f"{param.low}..{param.high}, step {param.step}" if isinstance(param, IntParam) else ""
+    return FieldError(
+        f"space.{name}",
+        f"{len(failure.bad):,} of the {len(failure.values):,} values of {name} ({span}) give "
+        f"invalid workload options, e.g. {failure.example}; {fix}",
+    )

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import re
+import reprlib
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -27,12 +28,18 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 __all__ = [
+    "SHOWN_LENGTH",
     "FieldError",
     "SpecError",
     "SpecWarning",
     "errors_from_option_problems",
     "errors_from_validation_error",
+    "shorten",
+    "shorten_quotes",
 ]
+
+SHOWN_LENGTH = 60
+"""A message quotes at most this many characters of a value (then "…")."""
 
 # Fields whose Literal value tags the members of a union (ParamSpec's `type`, a scheduler's
 # `kind`); pydantic puts the tag into an error's location, we leave it out of the path.
@@ -73,7 +80,38 @@ class SpecError(ValueError):
 
 
 class SpecWarning(UserWarning):
-    """A spec is valid but probably not what was meant (e.g. a capped enumeration)."""
+    """A spec is valid but probably not what was meant."""
+
+
+# Bounds the work of showing a nested value before it is cut to a prefix.
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxdict = 8
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 2 * SHOWN_LENGTH
+
+
+def shorten(value: Any, limit: int = SHOWN_LENGTH) -> str:
+    """``repr(value)``, cut to its first ``limit`` characters and "…" when longer.
+
+    Every message that quotes a value from a spec goes through this, so an error about a huge
+    or deeply nested value stays short (and costs no more than its prefix to build).
+
+    Example:
+        >>> shorten("x" * 100, limit=8)
+        "'xxxxxxx…"
+        >>> shorten([0.5, 0.75])
+        '[0.5, 0.75]'
+    """
+    if isinstance(value, str):
+        text = repr(value[: limit + 1])
+    elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 8 * limit:
+        return f"<an integer of {value.bit_length()} bits>"  # too long to print at all
+    else:
+        try:
+            text = _REPR.repr(value)
+        except Exception:  # a value whose repr fails must not turn an error into a crash
+            text = f"<a {type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def errors_from_validation_error(
@@ -100,7 +138,7 @@ def errors_from_validation_error(
         if isinstance(error, SpecError):
             out.extend(FieldError(_join(path, e.path), e.message) for e in error.errors)
             continue
-        message = _message(item, parts, root)
+        message = _quote_short(_message(item, parts, root), item.get("input"))
         if item["type"] == "value_error" and model is not None:
             path = _join(path, _field_named_first(model, str(item["msg"])))
         out.append(FieldError(path, message))
@@ -133,17 +171,43 @@ def _message(item: Any, parts: Sequence[str | int], root: type[BaseModel] | None
     if kind == "union_tag_invalid":
         ctx = item.get("ctx") or {}
         field = str(ctx.get("discriminator", "kind")).strip("'")
-        return f"unknown {field} {ctx.get('tag')!r}: use one of {ctx.get('expected_tags')}"
+        return f"unknown {field} {shorten(ctx.get('tag'))}: use one of {ctx.get('expected_tags')}"
     if kind == "missing":
         return f"is required: add `{parts[-1] if parts else 'it'}`"
     if kind == "extra_forbidden":
         allowed = _allowed_fields(root, parts[:-1])
         hint = f"; the allowed fields are: {', '.join(allowed)}" if allowed else ""
-        return f"unknown field `{parts[-1] if parts else '?'}`: remove it or fix its spelling{hint}"
+        name = str(parts[-1]) if parts else "?"
+        return f"unknown field `{name[:SHOWN_LENGTH]}`: remove it or fix its spelling{hint}"
     got = item.get("input")
     if isinstance(got, dict | list) or got is None:
         return msg
-    return f"{msg} (got {got!r})"
+    return f"{msg} (got {shorten(got)})"
+
+
+# A quote that opens after a non-word character and closes before one ("the job's x" and
+# "it's" are no quotes); the text inside is longer than SHOWN_LENGTH - 1 characters.
+_LONG_QUOTE = re.compile(rf"""(?<!\w)(['"])([^'"\n]{{{SHOWN_LENGTH - 1}}})[^'"\n]+\1(?!\w)""")
+
+
+def shorten_quotes(message: str) -> str:
+    """``message`` with every quoted text longer than :data:`SHOWN_LENGTH` cut like :func:`shorten`.
+
+    For messages built elsewhere (pydantic, the trainers' validators) that quote a value, or
+    something made of one, in full.
+
+    Example:
+        >>> shorten_quotes("unknown name '" + "x" * 100 + "': fix it")
+        "unknown name 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…: fix it"
+    """
+    return _LONG_QUOTE.sub(lambda m: m.group(1) + m.group(2) + "…", message)
+
+
+def _quote_short(message: str, value: Any) -> str:
+    """``message`` with a long string input's ``repr`` (quoted by a validator) shortened."""
+    if isinstance(value, str) and len(value) > SHOWN_LENGTH:
+        return message.replace(repr(value), shorten(value))
+    return message
 
 
 def _allowed_fields(root: type[BaseModel] | None, parts: Sequence[str | int]) -> list[str]:

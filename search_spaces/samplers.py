@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -27,7 +28,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from search_spaces.errors import FieldError
-from search_spaces.space import CategoricalParam, FloatParam, ParamSpec
+from search_spaces.limits import MAX_GRID_POINTS
+from search_spaces.space import CategoricalParam, FloatParam, IntParam, ParamSpec
 
 __all__ = [
     "SAMPLERS",
@@ -177,6 +179,15 @@ def sampler_space_errors(
             "floats: add a step to each (e.g. step: 0.01) or use another sampler "
             "(tpe, random, qmc)"
         )
+    if not info.continuous and not continuous:
+        points = math.prod(_grid_size(param) for param in space.values())
+        if points > MAX_GRID_POINTS:
+            errors.append(
+                f"{info.name} builds every point of its grid in memory, and this space has "
+                f"{points:,} ({' × '.join(str(_grid_size(p)) for p in space.values())}); at "
+                f"most {MAX_GRID_POINTS:,}: coarsen the steps, drop choices, or use tpe or "
+                "random"
+            )
     numeric = len(space) - len(categorical)
     if numeric < info.min_numeric_params:
         errors.append(
@@ -190,3 +201,13 @@ def sampler_space_errors(
             "secondary_objectives"
         )
     return [FieldError("search.sampler", message) for message in errors]
+
+
+def _grid_size(param: ParamSpec) -> int:
+    """Values the grid sampler tries for one parameter (a float here has a step)."""
+    if isinstance(param, CategoricalParam):
+        return len(param.choices)
+    if isinstance(param, IntParam):
+        return (param.high - param.low) // param.step + 1
+    step = param.step or 1.0
+    return round((param.high - param.low) / step) + 1

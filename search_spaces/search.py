@@ -138,7 +138,9 @@ class SearchConfig(_Strict):
     )
     max_retries: int = Field(1, ge=0, description="restarts of a crashed trial from its checkpoint")
     trial_timeout_s: float | None = Field(None, gt=0, description="wall-clock limit per trial")
-    seed: int = Field(0, description="seeds the sampler")
+    seed: int = Field(
+        0, ge=0, lt=2**32, description="seeds the sampler (Optuna's samplers take 0 ≤ seed < 2³²)"
+    )
     keep_checkpoints: int = Field(
         1, ge=1, description="checkpoints kept per trial: the best by the objective, and the last"
     )

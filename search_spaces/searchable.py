@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
+from search_spaces.errors import shorten
 from trainers.optim.variants import VARIANTS
 
 __all__ = [
@@ -64,7 +65,8 @@ class UnknownSearchableError(ValueError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(
-            f"{name!r} is not a searchable name; use one of: {', '.join(searchable_names())}, "
+            f"{shorten(name)} is not a searchable name; use one of: "
+            f"{', '.join(searchable_names())}, "
             f"or {WORKLOAD_PREFIX}<option> for an option of the workload"
         )
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -31,11 +32,13 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from search_spaces.errors import FieldError, SpecError
+from search_spaces.errors import FieldError, SpecError, shorten
+from search_spaces.limits import MAX_CHOICES, STORED_CONTEXT
 from search_spaces.searchable import UnknownSearchableError, get_searchable
 from trainers.config import TrainJobConfig
 from trainers.workloads import validate_workload_options
@@ -47,6 +50,7 @@ __all__ = [
     "ParamSpec",
     "apply_params",
     "check_space",
+    "choice_key",
     "choice_label",
     "condition_holds",
     "dependency_order",
@@ -63,26 +67,54 @@ class _ParamBase(BaseModel):
 
     when: dict[str, list[Any]] = Field(
         default_factory=dict,
-        description="active only if every named categorical parameter has one of these values",
+        description="active only if every named categorical parameter has one of these values "
+        "(leave it out for an unconditional parameter)",
+        exclude_if=lambda when: not when,  # the stored form never holds the refused `when: {}`
+        json_schema_extra={
+            "minProperties": 1,
+            "additionalProperties": {"type": "array", "minItems": 1, "items": {}},
+        },
     )
 
     @field_validator("when", mode="before")
     @classmethod
-    def _listify_when(cls, value: Any) -> Any:
+    def _listify_when(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, Mapping) and not value and not _stored(info):
+            raise ValueError(
+                "`when: {}` names no condition: remove the `when` key for a parameter that is "
+                "always active, or name one (e.g. when: {extrapolation: [gradient]})"
+            )
         # `when: {extrapolation: sam}` reads naturally; store it as a one-element list.
         if isinstance(value, Mapping):
             return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
         return value
+
+    @cached_property
+    def _when_keys(self) -> dict[str, frozenset[tuple[bool, Primitive]]]:
+        return {ref: frozenset(map(_safe_key, allowed)) for ref, allowed in self.when.items()}
+
+    def active(self, values: Mapping[str, Any]) -> bool:
+        """:func:`condition_holds` for this parameter's ``when``, each condition in O(1)."""
+        return all(
+            name in values and _safe_key(values[name]) in keys
+            for name, keys in self._when_keys.items()
+        )
+
+
+def _stored(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get(STORED_CONTEXT))
 
 
 class FloatParam(_ParamBase):
     """A real-valued parameter in ``[low, high]``."""
 
     type: Literal["float"] = "float"
-    low: float
-    high: float
+    low: float = Field(allow_inf_nan=False)
+    high: float = Field(allow_inf_nan=False)
     log: bool = Field(False, description="sample log-uniformly (needs low > 0)")
-    step: float | None = Field(None, gt=0, description="discretize: low, low+step, …, high")
+    step: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="discretize: low, low+step, …, high"
+    )
 
     @model_validator(mode="after")
     def _check_range(self) -> FloatParam:
@@ -109,7 +141,7 @@ class CategoricalParam(_ParamBase):
     """One of a list of values (strings, numbers, booleans, null, or lists of those)."""
 
     type: Literal["categorical"] = "categorical"
-    choices: list[Any] = Field(..., min_length=1)
+    choices: list[Any] = Field(..., min_length=1, json_schema_extra={"maxItems": MAX_CHOICES})
 
     @model_validator(mode="before")
     @classmethod
@@ -118,11 +150,29 @@ class CategoricalParam(_ParamBase):
 
     @field_validator("choices")
     @classmethod
-    def _check_choices(cls, choices: list[Any]) -> list[Any]:
-        labels = [choice_label(choice) for choice in choices]
-        duplicates = sorted({str(label) for label in labels if labels.count(label) > 1})
-        if duplicates:
-            raise ValueError(f"choices repeat {', '.join(duplicates)}: list each value once")
+    def _check_choices(cls, choices: list[Any], info: ValidationInfo) -> list[Any]:
+        if len(choices) > MAX_CHOICES and not _stored(info):
+            raise ValueError(
+                f"{len(choices):,} choices; a categorical takes at most {MAX_CHOICES:,}: keep "
+                "the values worth trying, or search a numeric range (low, high, step) instead"
+            )
+        first: dict[tuple[bool, Primitive], Any] = {}
+        repeated: dict[tuple[bool, Primitive], Any] = {}
+        for choice in choices:
+            try:
+                key = choice_key(choice)
+            except (TypeError, ValueError, RecursionError):  # json.dumps of a non-JSON value
+                raise ValueError(
+                    f"the choice {shorten(choice)} is not a JSON value: use strings, numbers, "
+                    "booleans, null or lists of those"
+                ) from None
+            if key in first:
+                repeated.setdefault(key, first[key])
+            first.setdefault(key, choice)
+        if repeated:
+            shown = ", ".join(shorten(choice) for choice in list(repeated.values())[:5])
+            more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+            raise ValueError(f"choices repeat {shown}{more}: list each value once")
         return choices
 
 
@@ -205,6 +255,21 @@ def same_value(left: Any, right: Any) -> bool:
     return bool(left == right)
 
 
+def choice_key(value: Any) -> tuple[bool, Primitive]:
+    """The hashable key by which choices are told apart (repeats, conditions), in linear time.
+
+    Two choices are the same when their keys are equal: lists compare by their JSON text
+    (:func:`choice_label`, what Optuna sees); ``True`` and ``1`` differ (as in
+    :func:`same_value`), ``1`` and ``1.0`` do not.
+
+    Example:
+        >>> choice_key(True) == choice_key(1), choice_key(1) == choice_key(1.0)
+        (False, True)
+    """
+    label = choice_label(value)
+    return (isinstance(label, bool), label)
+
+
 def choice_label(value: Any) -> Primitive:
     """The value Optuna sees for a categorical choice: itself, or its JSON text for a list.
 
@@ -219,10 +284,11 @@ def choice_label(value: Any) -> Primitive:
 def condition_holds(when: Mapping[str, Sequence[Any]], values: Mapping[str, Any]) -> bool:
     """Whether a ``when`` condition holds for the parameter values chosen so far.
 
-    A condition on a parameter that is itself inactive (absent from ``values``) fails.
+    Values compare as choices do (:func:`choice_key`: ``True`` is not ``1``). A condition on a
+    parameter that is itself inactive (absent from ``values``) fails.
     """
     return all(
-        name in values and any(same_value(values[name], v) for v in allowed)
+        name in values and _safe_key(values[name]) in set(map(_safe_key, allowed))
         for name, allowed in when.items()
     )
 
@@ -287,8 +353,8 @@ def _condition_errors(
             errors.append(
                 FieldError(
                     path,
-                    f"condition on {ref!r}, which is not a parameter of this space: add {ref} "
-                    f"to the space or remove the condition (parameters: {', '.join(space)})",
+                    f"condition on {shorten(ref)}, which is not a parameter of this space: add "
+                    f"it to the space or remove the condition (parameters: {', '.join(space)})",
                 )
             )
         elif not isinstance(target, CategoricalParam):
@@ -302,54 +368,69 @@ def _condition_errors(
         elif not allowed:
             errors.append(FieldError(path, f"empty list: list the {ref} values that enable {name}"))
         else:
-            for value in allowed:
-                if not any(same_value(value, choice) for choice in target.choices):
-                    errors.append(
-                        FieldError(
-                            path,
-                            f"{ref} can never be {value!r} (its choices: {target.choices}): "
-                            f"use one of its choices or add {value!r} to them",
-                        )
+            known = {_safe_key(choice) for choice in target.choices}
+            never = [value for value in allowed if _safe_key(value) not in known]
+            if never:
+                shown = ", ".join(shorten(value) for value in never[:5])
+                more = f" and {len(never) - 5} more" if len(never) > 5 else ""
+                errors.append(
+                    FieldError(
+                        path,
+                        f"{ref} can never be {shown}{more} (its choices: "
+                        f"{shorten(target.choices)}): use its choices or add these to them",
                     )
+                )
     return errors
+
+
+def _safe_key(value: Any) -> tuple[bool, Primitive]:
+    try:
+        return choice_key(value)
+    except (TypeError, ValueError, RecursionError):  # not JSON: equal to no choice
+        return (False, f"<{id(value)}>")
 
 
 def _cycle_errors(space: Mapping[str, ParamSpec]) -> list[FieldError]:
+    """One error per loop of conditions, found in one depth-first pass (linear in the space)."""
+    position = {name: i for i, name in enumerate(space)}
+    state: dict[str, bool] = {}  # True: on the current path; False: done
     errors: list[FieldError] = []
     reported: set[frozenset[str]] = set()
     for start in space:
-        cycle = _find_cycle(start, space)
-        if cycle is None or frozenset(cycle) in reported:
+        if start in state:
             continue
-        reported.add(frozenset(cycle))
-        loop = " → ".join([*cycle, cycle[0]])
-        errors.append(
-            FieldError(
-                f"{cycle[0]}.when",
-                f"circular condition {loop}: a parameter cannot depend on itself through "
-                "others; remove one of these conditions",
-            )
-        )
+        path, pending = [start], [iter(_refs(start, space))]
+        state[start] = True
+        while pending:
+            ref = next(pending[-1], None)
+            if ref is None:
+                state[path.pop()] = False
+                pending.pop()
+            elif ref not in state:
+                state[ref] = True
+                path.append(ref)
+                pending.append(iter(_refs(ref, space)))
+            elif state[ref]:  # back to a parameter on the path: a loop
+                cycle = path[path.index(ref) :]
+                first = min(range(len(cycle)), key=lambda i: position[cycle[i]])
+                cycle = cycle[first:] + cycle[:first]
+                if frozenset(cycle) not in reported:
+                    reported.add(frozenset(cycle))
+                    errors.append(_cycle_error(cycle))
     return errors
 
 
-def _find_cycle(start: str, space: Mapping[str, ParamSpec]) -> list[str] | None:
-    path: list[str] = []
+def _refs(name: str, space: Mapping[str, ParamSpec]) -> list[str]:
+    return [ref for ref in space[name].when if ref != name and ref in space]
 
-    def visit(name: str) -> list[str] | None:
-        if name in path:
-            return path[path.index(name) :]
-        if name not in space:
-            return None
-        path.append(name)
-        for ref in space[name].when:
-            if ref != name and (found := visit(ref)) is not None:
-                return found
-        path.pop()
-        return None
 
-    cycle = visit(start)
-    return cycle if cycle and cycle[0] == start else None
+def _cycle_error(cycle: list[str]) -> FieldError:
+    loop = " → ".join([*cycle, cycle[0]])
+    return FieldError(
+        f"{cycle[0]}.when",
+        f"circular condition {loop}: a parameter cannot depend on itself through "
+        "others; remove one of these conditions",
+    )
 
 
 def apply_params(job: TrainJobConfig, params: Mapping[str, Any]) -> TrainJobConfig:

@@ -22,21 +22,31 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic.json_schema import DEFAULT_REF_TEMPLATE, GenerateJsonSchema, JsonSchemaMode
 
 from search_spaces.checks import lookup_workload, run_checks
-from search_spaces.errors import FieldError, SpecError
+from search_spaces.errors import FieldError, SpecError, shorten
+from search_spaces.limits import (
+    MAX_KEY_LENGTH,
+    MAX_PARAMETERS,
+    NUL_FREE_PATTERN,
+    STORED_CONTEXT,
+    bound_json_schema,
+    structure_errors,
+)
 from search_spaces.objective import Objective, validation_metric
 from search_spaces.presets import UnknownPresetError, load_preset, merge_preset
 from search_spaces.search import SearchConfig
 from search_spaces.space import ParamSpec, check_space
 from trainers.config import TrainJobConfig
 
-__all__ = ["SweepSpec", "TrackingConfig", "spec_hash"]
+__all__ = ["SweepSpec", "TrackingConfig", "data_dir_problem", "spec_hash"]
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-# Validation context of a spec read back from storage: validated in full at submission, so
-# the cross-field checks (which build every reachable trial job) are not run again.
-_STORED = "stored"
+_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+_NAME = re.compile(_NAME_PATTERN)
+# The data directory is a path on the workers, used as given: absolute, and never expanded
+# (`~user` would name whichever home the worker has, or none).
+_DATA_DIR_PATTERN = r"^/[^\u0000]*$"
 
 
 def spec_hash(data: Mapping[str, Any]) -> str:
@@ -54,7 +64,35 @@ def spec_hash(data: Mapping[str, Any]) -> str:
 
 
 def _stored(info: ValidationInfo) -> bool:
-    return bool(info.context and info.context.get(_STORED))
+    return bool(info.context and info.context.get(STORED_CONTEXT))
+
+
+def data_dir_problem(data_dir: str) -> str | None:
+    """Why ``data_dir`` is not a valid ``job.data_dir``, or None.
+
+    The rule: an absolute path (it starts with ``/``), used as given on every worker: ``~`` is
+    not expanded and a relative path is refused (it would depend on each worker's working
+    directory). NUL characters are refused in every string of a spec. The service also
+    requires the resolved path to lie under one of its data roots.
+
+    Example:
+        >>> data_dir_problem("/data") is None
+        True
+        >>> print(data_dir_problem("~nosuchuser/x")[:52])
+        '~nosuchuser/x' starts with ~, which is not expanded
+    """
+    if data_dir.startswith("/"):
+        return None
+    if data_dir.startswith("~"):
+        rest = data_dir.split("/", 1)[1] if "/" in data_dir else ""
+        return (
+            f"{shorten(data_dir)} starts with ~, which is not expanded: write the absolute path "
+            f"(e.g. /home/<user>/{rest[:40]})"
+        )
+    return (
+        f"{shorten(data_dir)} is not an absolute path: data_dir is used as given on every "
+        "worker, so write it from the root (e.g. /data)"
+    )
 
 
 class TrackingConfig(BaseModel):
@@ -94,7 +132,11 @@ class SweepSpec(BaseModel):
         description="schema version: 2 tunes on validation figures (version 1, which optimized "
         "test figures, is no longer accepted; stored sweeps keep theirs)",
     )
-    name: str = Field(..., description="slug: lowercase letters, digits, '.', '_', '-'")
+    name: str = Field(
+        ...,
+        description="slug: lowercase letters, digits, '.', '_', '-'",
+        json_schema_extra={"pattern": _NAME_PATTERN, "maxLength": 64},
+    )
     description: str | None = None
     preset: str | None = Field(
         None, description="a shipped preset this spec extends; merged in and cleared on load"
@@ -107,6 +149,7 @@ class SweepSpec(BaseModel):
         default_factory=dict,
         validate_default=True,  # so that a missing space gets the helpful "empty" message
         description="searchable name → parameter spec (may come from the preset)",
+        json_schema_extra=lambda schema: _space_schema(schema),  # defined below the model
     )
     objective: Objective = Field(..., description="default: the workload's metric and mode")
     secondary_objectives: list[Objective] = Field(
@@ -120,9 +163,14 @@ class SweepSpec(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _resolve(cls, data: Any) -> Any:
+    def _resolve(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, Mapping):
             return data
+        if not _stored(info):
+            # Before anything else is built from it: depth, sizes, NUL characters, JSON types.
+            errors = structure_errors(data)
+            if errors:
+                raise SpecError(errors)
         data = dict(data)
         if data.get("preset") is not None:
             data = _with_preset(data)
@@ -143,8 +191,11 @@ class SweepSpec(BaseModel):
                         )
                     ]
                 )
+            name = data.get("name")
+            if legacy is None and isinstance(name, str) and _NAME.fullmatch(name) is None:
+                name = None  # the name's own error is the one to show, not the experiment's
             if tracking.get("experiment") is None:
-                tracking["experiment"] = legacy if legacy is not None else data.get("name")
+                tracking["experiment"] = legacy if legacy is not None else name
         data["tracking"] = tracking
         return data
 
@@ -162,9 +213,9 @@ class SweepSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             raise ValueError(
-                f"name {value!r} is not a slug: use lowercase letters, digits, '.', '_' and "
+                f"name {shorten(value)} is not a slug: use lowercase letters, digits, '.', '_' and "
                 "'-', starting with a letter or digit, at most 64 characters "
                 "(e.g. resnet20-cifar10-extrap)"
             )
@@ -187,10 +238,29 @@ class SweepSpec(BaseModel):
                     )
                 ]
             )
+        if len(space) > MAX_PARAMETERS:
+            raise SpecError(
+                [
+                    FieldError(
+                        "",
+                        f"the space has {len(space)} parameters; at most {MAX_PARAMETERS} can be "
+                        "searched: fix the others in job (or remove them from the preset with "
+                        "null)",
+                    )
+                ]
+            )
         errors = check_space(space)
         if errors:
             raise SpecError(errors)
         return space
+
+    @field_validator("job")
+    @classmethod
+    def _check_data_dir(cls, job: TrainJobConfig, info: ValidationInfo) -> TrainJobConfig:
+        problem = None if job.data_dir is None else data_dir_problem(job.data_dir)
+        if problem is not None and not _stored(info):
+            raise SpecError([FieldError("data_dir", problem)])
+        return job
 
     @model_validator(mode="after")
     def _cross_check(self, info: ValidationInfo) -> SweepSpec:
@@ -235,12 +305,56 @@ class SweepSpec(BaseModel):
                 f"the stored spec hashes to {actual[:12]}…, not to the {expected_hash[:12]}… "
                 "recorded at submission: it changed since it was validated; submit it again"
             )
-        return cls.model_validate(data, context={_STORED: True})
+        return cls.model_validate(data, context={STORED_CONTEXT: True})
 
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
-        """The JSON schema of a spec (for editors and the service's OpenAPI)."""
+        """The JSON schema of a spec (for editors and the service's OpenAPI).
+
+        It states the limits (:mod:`search_spaces.limits`) and field rules the validator
+        enforces, so a spec valid by the schema is accepted unless it breaks a cross-field rule
+        (docs/spec-reference.md, "Validation") or a limit a schema cannot state (nesting depth,
+        total size). :meth:`model_json_schema` gives the same schema.
+        """
         return cls.model_json_schema()
+
+    @classmethod
+    def model_json_schema(
+        cls,
+        by_alias: bool | None = None,
+        ref_template: str = DEFAULT_REF_TEMPLATE,
+        schema_generator: type[GenerateJsonSchema] = GenerateJsonSchema,
+        mode: JsonSchemaMode = "validation",
+        *,
+        union_format: Literal["any_of", "primitive_type_array"] = "any_of",
+    ) -> dict[str, Any]:
+        """Pydantic's schema of the model with the spec's limits added (validation mode)."""
+        schema = super().model_json_schema(
+            by_alias=by_alias,
+            ref_template=ref_template,
+            schema_generator=schema_generator,
+            mode=mode,
+            union_format=union_format,
+        )
+        if mode != "validation":
+            return schema
+        schema = bound_json_schema(schema, ref_template)
+        job = schema.get("$defs", {}).get(TrainJobConfig.__name__, {})
+        for member in job.get("properties", {}).get("data_dir", {}).get("anyOf", []):
+            if member.get("type") == "string":
+                member["pattern"] = _DATA_DIR_PATTERN
+                member["description"] = "an absolute path, used as given (~ is not expanded)"
+        return schema
+
+
+def _space_schema(schema: dict[str, Any]) -> None:
+    # A parameter without `type` is told apart by its fields ({low: 1, high: 8} is an int, and
+    # also fits the float schema): any matching member is fine, not exactly one.
+    members = schema.get("additionalProperties", {})
+    if "oneOf" in members:
+        members["anyOf"] = members.pop("oneOf")
+    schema["maxProperties"] = MAX_PARAMETERS
+    schema["propertyNames"] = {"maxLength": MAX_KEY_LENGTH, "pattern": NUL_FREE_PATTERN}
 
 
 def _with_preset(data: dict[str, Any]) -> dict[str, Any]:
@@ -249,6 +363,11 @@ def _with_preset(data: dict[str, Any]) -> dict[str, Any]:
         preset = load_preset(str(name))
     except UnknownPresetError as exc:
         raise SpecError([FieldError("preset", str(exc))]) from None
+    space = data.get("space")
+    if space is not None and not isinstance(space, Mapping):
+        raise SpecError(
+            [FieldError("space", f"is a {type(space).__name__}: write it as a mapping")]
+        )
     merged = merge_preset(preset, data)
     merged["preset"] = None
     merged["based_on"] = name

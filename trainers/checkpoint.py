@@ -82,6 +82,7 @@ def capture(run: TrialRun, *, include_trial: bool) -> dict[str, bytes]:
                 "epoch": run.epoch,
                 "step": run.step,
                 "gradient_units": run.gradient_units,
+                "seconds": run.seconds,
                 "history": run.history,
                 "final": run.final,
                 "job": run.job.model_dump(mode="json"),
@@ -103,6 +104,7 @@ def restore(run: TrialRun, files: Mapping[str, bytes]) -> None:
     run.gamma_scheduler.load_state_dict(state["gamma_scheduler"])
     run.epoch, run.step = int(state["epoch"]), int(state["step"])
     run.gradient_units = int(state.get("gradient_units", 0))
+    run.seconds = float(state.get("seconds", 0.0))
     run.start_step = run.step
     run.history = list(state["history"])
     run.final = dict(state.get("final") or {})

@@ -58,6 +58,7 @@ class TrialRun:
     Attributes:
         epoch: epochs completed; ``step``: optimizer steps taken.
         gradient_units: samples (or tokens) through a backward pass so far, all ranks.
+        seconds: wall time of its epochs so far (training and validation), across restarts.
         history: the metrics of every completed epoch.
         final: the test figures, once the last epoch is done.
         resumed_from: the epoch this process's run started from (0 unless resumed).
@@ -78,6 +79,7 @@ class TrialRun:
     epoch: int = 0
     step: int = 0
     gradient_units: int = 0
+    seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
     final: dict[str, Any] = field(default_factory=dict)
     resumed_from: int = 0

@@ -129,6 +129,8 @@ class WorkerSession:
             metrics.update(evaluate_split(run, splits.validation, "val"))
             metrics["eval_seconds"] = time.perf_counter() - evaluated
         metrics["epoch_seconds"] = time.perf_counter() - started
+        run.seconds += metrics["epoch_seconds"]
+        metrics["trial_seconds"] = run.seconds
         run.history.append(metrics)
         return dict(metrics)
 

@@ -17,7 +17,15 @@ from search_spaces import (
 )
 from tests.search_spaces.conftest import SpecFactory
 
-PRESETS = ["extrap-paper", "noise-injection", "sam", "sgd-baseline"]
+PRESETS = [
+    "extrap-gradient",
+    "extrap-gradient-noise",
+    "extrap-paper",
+    "noise-injection",
+    "past",
+    "sam",
+    "sgd-baseline",
+]
 
 
 def test_the_shipped_presets_are_listed() -> None:
@@ -113,7 +121,9 @@ def test_search_merge_rules(
 
 
 def test_unknown_preset_lists_the_shipped_ones() -> None:
-    with pytest.raises(UnknownPresetError, match="use one of extrap-paper, noise-injection"):
+    with pytest.raises(
+        UnknownPresetError, match="use one of extrap-gradient, extrap-gradient-noise, extrap-paper"
+    ):
         load_preset("paper")
 
 
@@ -121,3 +131,21 @@ def test_load_preset_returns_a_fresh_copy() -> None:
     load_preset("sam")["space"].clear()
 
     assert load_preset("sam")["space"]
+
+
+@pytest.mark.parametrize(
+    ("name", "two_pass"),
+    [
+        ("sgd-baseline", False),
+        ("past", False),
+        ("noise-injection", False),
+        ("extrap-gradient", True),
+        ("extrap-gradient-noise", True),
+        ("sam", True),
+    ],
+)
+def test_study_arm_presets_reach_variants_of_one_cost(name: str, two_pass: bool) -> None:
+    from trainers.optim.variants import VARIANTS
+
+    choices = load_preset(name)["space"]["extrapolation"]["choices"]
+    assert {VARIANTS[choice].two_pass for choice in choices} == {two_pass}

@@ -132,12 +132,15 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "never active",
         make_spec(
             space={
-                "extrapolation": ["none", "gradient"],
-                "noise": {"choices": ["gaussian", "uniform"], "when": {"extrapolation": ["none"]}},
+                "extrapolation": ["none", "gradient+noise"],
+                "noise": {
+                    "choices": ["gaussian", "uniform"],
+                    "when": {"extrapolation": ["gradient+noise"]},
+                },
                 "noise_std": {
                     "low": 0.01,
                     "high": 0.1,
-                    "when": {"noise": ["uniform"], "extrapolation": ["gradient"]},
+                    "when": {"noise": ["uniform"], "extrapolation": ["none"]},
                 },
             }
         ),
@@ -383,6 +386,157 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "space.decay_factor.high",
         "job.schedule.decay_factor: Input should be less than or equal to 1",
     ),
+    (
+        "when names no condition",
+        make_spec(space={"lr": {**LR, "when": {}}}),
+        "space.lr.when",
+        "remove the `when` key",
+    ),
+    (
+        "noise scale without a noise variant",
+        make_spec(space={"lr": LR, "noise_std": {"low": 1e-4, "high": 1e-2, "log": True}}),
+        "space.noise_std",
+        "only the variants noise, gradient+noise use it, and the trials that search it run "
+        "gradient",
+    ),
+    (
+        "noise kind with only none and past",
+        make_spec(space={"extrapolation": ["none", "past"], "noise": ["gaussian", "uniform"]}),
+        "space.noise",
+        "add one of them to space.extrapolation's choices",
+    ),
+    (
+        "gamma ratio with only none and noise",
+        make_spec(space={"extrapolation": ["none", "noise"], "gamma_ratio": GAMMA_RATIO}),
+        "space.gamma_ratio",
+        "run noise and none",
+    ),
+    (
+        "gamma ratio where an absolute gamma is set",
+        make_spec(job__optimizer={"gamma": 0.05}, space={"gamma_ratio": GAMMA_RATIO}),
+        "space.gamma_ratio",
+        "applies only without one",
+    ),
+    (
+        "extrapolation momentum with past and sam only",
+        make_spec(
+            job__optimizer={"gamma": 0.05},
+            space={"extrapolation": ["past", "sam"], "extrapolation_momentum": [True, False]},
+        ),
+        "space.extrapolation_momentum",
+        "only the variants gradient, gradient+noise use it",
+    ),
+    (
+        "second batch without a two-pass variant",
+        make_spec(
+            job__optimizer={"extrapolation": "none"}, space={"second_batch": ["same", "fresh"]}
+        ),
+        "space.second_batch",
+        "set job.optimizer.extrapolation to one of them",
+    ),
+    (
+        "global batch larger than the training split",
+        make_spec(job__workload_options={"num_samples": 1000}, job__global_batch_size=1024),
+        "job.global_batch_size",
+        "global_batch_size=1,024 is larger than the training split of mnist1d (720 samples)",
+    ),
+    (
+        "cifar global batch larger than the training split",
+        make_spec(
+            job__workload="resnet20-cifar10",
+            job__global_batch_size=46_000,
+            job__workers=2,
+            job__workload_options={"validation_size": 5000},
+        ),
+        "job.global_batch_size",
+        "(45,000 samples)",
+    ),
+    (
+        "integer option with interior values that do not divide",
+        make_spec(
+            job__workload="transformer-mt",
+            space={"lr": LR, "workload.num_heads": {"low": 2, "high": 8}},
+        ),
+        "space.workload.num_heads",
+        "e.g. workload.num_heads=3: d_model=512 is not divisible by num_heads=3; search only "
+        "valid values (e.g. workload.num_heads: {choices: [2, 4, 8]})",
+    ),
+    (
+        "two integer options that must divide each other",
+        make_spec(
+            job__workload="transformer-mt",
+            space={
+                "workload.d_model": {"low": 64, "high": 72, "step": 4},
+                "workload.num_heads": {"low": 4, "high": 8, "step": 4},
+            },
+        ),
+        "space.workload.d_model",
+        "workload.d_model=68 (with workload.num_heads=8): d_model=68 is not divisible by "
+        "num_heads=8",
+    ),
+    (
+        "integer option with too many values to check",
+        make_spec(space={"workload.hidden": {"low": 1, "high": 20_000}}),
+        "space.workload.hidden",
+        "at most 10,000 are: narrow the range or raise step (e.g. step: 20)",
+    ),
+    (
+        "grid too large",
+        make_spec(
+            space={
+                "momentum": {"low": 0.0, "high": 0.99, "step": 0.01},
+                "lr": {"low": 0.01, "high": 1.0, "step": 0.01},
+                "warmup_epochs": {"low": 0.0, "high": 5.0, "step": 0.5},
+            },
+            search={"sampler": "grid"},
+        ),
+        "search.sampler",
+        "this space has 110,000 (100 × 100 × 11); at most 100,000",
+    ),
+    (
+        "relative data_dir",
+        make_spec(job__data_dir="data/mnist"),
+        "job.data_dir",
+        "is not an absolute path",
+    ),
+    (
+        "data_dir in another user's home",
+        make_spec(job__data_dir="~nosuchuser/x"),
+        "job.data_dir",
+        "starts with ~, which is not expanded",
+    ),
+    (
+        "a NUL character in data_dir",
+        make_spec(job__data_dir="/data\x00/x"),
+        "job.data_dir",
+        "contains a NUL character",
+    ),
+    (
+        "a NUL character in a description",
+        make_spec(description="a\x00b"),
+        "description",
+        "contains a NUL character",
+    ),
+    (
+        "a NUL character in a searched name",
+        make_spec(space={"l\x00r": LR}),
+        "space.l\\x00r",
+        "the key contains a NUL character",
+    ),
+    (
+        "a preset with a space that is not a mapping",
+        make_spec(preset="sam", space=["lr"]),
+        "space",
+        "is a list: write it as a mapping",
+    ),
+    (
+        "negative sampler seed",
+        make_spec(search={"seed": -1}),
+        "search.seed",
+        "greater than or equal to 0",
+    ),
+    ("sampler seed of 2**32", make_spec(search={"seed": 2**32}), "search.seed", "less than"),
+    ("name with a trailing newline", make_spec(name="demo\n"), "name", "is not a slug"),
     ("bad slug", make_spec(name="My Sweep"), "name", "is not a slug"),
     ("unknown version", make_spec(version=3), "version", "Input should be 2"),
     ("version 1 (tuned on test figures)", make_spec(version=1), "version", "validation"),
@@ -392,7 +546,7 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "unknown preset",
         make_spec(preset="paper"),
         "preset",
-        "use one of extrap-paper, noise-injection, sam, sgd-baseline",
+        "unknown preset 'paper': use one of extrap-",
     ),
     (
         "removing what the preset lacks",
@@ -442,3 +596,32 @@ def test_many_failing_combinations_are_summarized() -> None:
 
     assert len(errors) == 6
     assert errors[-1].message == "… and 3 more invalid combinations"
+
+
+# A searched setting with a job whose variant never uses it: (name, parameter, job optimizer).
+UNUSED = [
+    ("gamma", {"low": 0.01, "high": 0.1}, {"extrapolation": "none"}),
+    ("gamma_ratio", GAMMA_RATIO, {"extrapolation": "noise"}),
+    (
+        "gamma_schedule",
+        {"choices": ["constant", "cosine"]},
+        {"extrapolation": "none", "gamma": 0.1},
+    ),
+    ("gamma_final_fraction", {"low": 0.0, "high": 0.5}, {"extrapolation": "none"}),
+    ("noise", {"choices": ["gaussian", "uniform"]}, {"extrapolation": "sam", "gamma": 0.1}),
+    ("noise_std", {"low": 1e-4, "high": 1e-2}, {"extrapolation": "past"}),
+    ("extrapolation_momentum", {"choices": [True, False]}, {"extrapolation": "past"}),
+    ("second_batch", {"choices": ["same", "fresh"]}, {"extrapolation": "past"}),
+    ("extrapolation_scope", {"choices": ["local", "global"]}, {"extrapolation": "noise"}),
+]
+
+
+@pytest.mark.parametrize(("name", "param", "optimizer"), UNUSED, ids=[u[0] for u in UNUSED])
+def test_a_setting_no_reachable_variant_uses_is_refused(
+    name: str, param: dict[str, Any], optimizer: dict[str, Any]
+) -> None:
+    errors = spec_errors(make_spec(job__optimizer=optimizer, space={name: param}))
+
+    assert [(e.path, "has no effect in any trial" in e.message) for e in errors] == [
+        (f"space.{name}", True)
+    ]

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 __all__ = [
+    "CIFAR_TRAIN_IMAGES",
     "MNIST1D_TRAIN_SPLIT",
     "LSTMPTBOptions",
     "LSTMWikiText2Options",
@@ -35,6 +36,8 @@ __all__ = [
     "ResNetCIFAROptions",
     "TransformerMTOptions",
     "check_validation_size",
+    "cifar_train_size",
+    "mnist1d_train_size",
     "validation_count",
 ]
 
@@ -42,6 +45,13 @@ MNIST1D_TRAIN_SPLIT = 0.8
 """The share of MNIST-1D's samples that are training data: ``mnist1d.data.make_dataset`` cuts
 ``x[:int(num_samples * train_split)]`` for training and the rest for testing, and its default
 ``train_split`` is 0.8 (mnist1d 0.0.2; ``generate_mnist1d`` passes it explicitly)."""
+
+
+CIFAR_TRAIN_IMAGES = 50_000
+"""Images of the CIFAR-10 and CIFAR-100 training batches (the test batch apart)."""
+# resnet_cifar.default_validation_size's rule (that module imports torch): 5,000 images, at
+# most a tenth of the training images.
+_CIFAR_DEFAULT_VALIDATION = min(5000, max(1, CIFAR_TRAIN_IMAGES // 10))
 
 
 def check_validation_size(validation_size: int | float) -> int | float:
@@ -221,3 +231,30 @@ class TransformerMTOptions(_Options):
         if self.src_lang == self.tgt_lang:
             raise ValueError(f"src_lang and tgt_lang are both {self.src_lang!r}")
         return self
+
+
+def mnist1d_train_size(options: MNIST1DOptions) -> int:
+    """Samples in MNIST-1D's training split: the generated training part less validation.
+
+    Example:
+        >>> mnist1d_train_size(MNIST1DOptions(num_samples=1000))  # 800 - 80
+        720
+    """
+    part = int(options.num_samples * MNIST1D_TRAIN_SPLIT)
+    return part - validation_count(options.validation_size, part)
+
+
+def cifar_train_size(options: ResNetCIFAROptions) -> int:
+    """Images in the CIFAR training split of the full data set: 50,000 less validation.
+
+    Example:
+        >>> cifar_train_size(ResNetCIFAROptions())
+        45000
+        >>> cifar_train_size(ResNetCIFAROptions(validation_size=0.2))
+        40000
+    """
+    size = options.validation_size
+    held_out = (
+        _CIFAR_DEFAULT_VALIDATION if size is None else validation_count(size, CIFAR_TRAIN_IMAGES)
+    )
+    return CIFAR_TRAIN_IMAGES - held_out

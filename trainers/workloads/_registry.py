@@ -27,7 +27,7 @@ import importlib
 import importlib.metadata
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -42,6 +42,8 @@ from trainers.workloads._options import (
     MNIST1DOptions,
     ResNetCIFAROptions,
     TransformerMTOptions,
+    cifar_train_size,
+    mnist1d_train_size,
 )
 
 if TYPE_CHECKING:
@@ -80,6 +82,9 @@ class WorkloadInfo:
         fixed_options: options that define the data (which samples are training, validation
             or test data, or the data itself). Every trial of a sweep must be compared on the
             same data, so a sweep may set them once but never search them.
+        train_size: the validated options → samples in the training split, for workloads
+            whose options alone tell it (no data needed); None where only the data tells.
+            Sweep validation refuses a global batch larger than that.
     """
 
     name: str
@@ -93,6 +98,7 @@ class WorkloadInfo:
     factory: str
     data_source: str = ""
     fixed_options: tuple[str, ...] = ()
+    train_size: Callable[[Any], int | None] | None = field(default=None, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         unknown = [
@@ -148,6 +154,7 @@ BUILTIN_WORKLOADS: Mapping[str, WorkloadInfo] = MappingProxyType(
                     "mnist1d/mnist1d-<num_samples>-<seed>.npz"
                 ),
                 fixed_options=("num_samples", "seed", *_HELD_OUT_SPLIT),
+                train_size=mnist1d_train_size,
             ),
             WorkloadInfo(
                 name="resnet20-cifar10",
@@ -164,6 +171,7 @@ BUILTIN_WORKLOADS: Mapping[str, WorkloadInfo] = MappingProxyType(
                     "extract it into the data directory (it creates cifar-10-batches-py/)"
                 ),
                 fixed_options=_HELD_OUT_SPLIT,
+                train_size=cifar_train_size,
             ),
             WorkloadInfo(
                 name="resnet20-cifar100",
@@ -180,6 +188,7 @@ BUILTIN_WORKLOADS: Mapping[str, WorkloadInfo] = MappingProxyType(
                     "extract it into the data directory (it creates cifar-100-python/)"
                 ),
                 fixed_options=_HELD_OUT_SPLIT,
+                train_size=cifar_train_size,
             ),
             WorkloadInfo(
                 name="lstm-ptb",

@@ -1,0 +1,248 @@
+"""Running a batch-size scaling study: its cells as ordinary sweeps, then its table and plot.
+
+``extrap study run STUDY.yaml`` calls :func:`run_study`: every cell of the study
+(:meth:`search_spaces.study.StudySpec.cells`) runs as an ordinary sweep (``<study id>-<cell
+key>``, in the study's MLflow experiment), one after the other; a cell's result is written to
+``<storage>/<study id>/cells/<key>.json`` as soon as it ends, so ``--resume`` reruns no
+finished cell. At the end :func:`render_outputs` writes ``table.md``, ``table.csv`` and
+``plot.png`` into the output directory, and :func:`log_study_run` logs them with the study
+spec as artifacts of the study's parent run in MLflow.
+
+The service runs the same cells as sweeps of its own (they queue within its limits) and
+calls :func:`render_outputs` and :func:`log_study_run` from a Ray Job once they are done.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from search_spaces.study import StudyCell, StudySpec
+from service.runtime.driver import SweepOutcome, run_sweep
+from service.runtime.events import EventSink
+from service.wire.studies import StudyCellResult, table_csv, table_markdown
+
+__all__ = [
+    "StudyOutcome",
+    "cell_result",
+    "log_study_run",
+    "plot_png",
+    "render_outputs",
+    "run_study",
+]
+
+log = logging.getLogger(__name__)
+
+STUDY_KIND = "study"
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    """A finished study: its rows, its outputs and where they are."""
+
+    study_id: str
+    rows: list[StudyCellResult]
+    output_dir: Path
+    mlflow_run_id: str | None
+
+    @property
+    def succeeded(self) -> bool:
+        return all(row.state == "succeeded" for row in self.rows)
+
+
+def _final(record: Any, name: str) -> float | None:
+    value = record.last.get(name)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def cell_result(
+    cell: StudyCell, outcome: SweepOutcome | None, *, sweep_id: str, wall_seconds: float | None
+) -> StudyCellResult:
+    """A cell's row from its sweep's outcome (``None``: not run yet)."""
+    row = StudyCellResult(
+        key=cell.key,
+        batch_size=cell.batch_size,
+        arm=cell.arm,
+        epochs=cell.epochs,
+        passes=cell.passes,
+        comparisons=list(cell.comparisons),
+        sweep_id=sweep_id,
+        state="queued" if outcome is None else outcome.state,
+        wall_seconds=wall_seconds,
+    )
+    if outcome is None:
+        return row
+    records = list(outcome.trials.values())
+    job = cell.spec.job
+    totals = [_final(r, "gradient_evaluations") for r in records]
+    seconds = [_final(r, "trial_seconds") for r in records]
+    row.gradient_evaluations_total = sum(v for v in totals if v is not None)
+    row.samples_seen_total = sum(v for r in records if (v := _final(r, "samples_seen")) is not None)
+    row.gpu_seconds = sum(s for s in seconds if s is not None) * job.workers * job.gpus_per_worker
+    best = outcome.best
+    confirmation = (best or {}).get("confirmation")
+    if best is None or not confirmation:
+        return row
+    runs = [outcome.trials[t] for t in confirmation["trial_ids"] if t in outcome.trials]
+    evaluations = [v for r in runs if (v := _final(r, "gradient_evaluations")) is not None]
+    validation, test = confirmation["validation"], confirmation["test"]
+    row.n = int(confirmation["n"])
+    row.val_metric, row.val_mean, row.val_std = (
+        validation["metric"],
+        validation["mean"],
+        validation["std"],
+    )
+    row.test_metric, row.test_mean, row.test_std = test["metric"], test["mean"], test["std"]
+    row.best_params = dict(best["params"])
+    row.gradient_evaluations = statistics.fmean(evaluations) if evaluations else None
+    return row
+
+
+def plot_png(rows: Sequence[StudyCellResult], arms: Sequence[str]) -> bytes:
+    """The test figure against batch size (log2 axis), one line per arm with its std as error
+    bars; one panel per comparison (equal epochs, equal compute)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    comparisons = [
+        c for c in ("equal_epochs", "equal_compute") if any(c in r.comparisons for r in rows)
+    ]
+    titles = {"equal_epochs": "equal epochs", "equal_compute": "equal compute"}
+    figure, axes = plt.subplots(
+        1, len(comparisons), figsize=(6 * len(comparisons), 4.5), squeeze=False, sharey=True
+    )
+    metric = next((r.test_metric for r in rows if r.test_metric), "test figure")
+    for axis, comparison in zip(axes[0], comparisons, strict=True):
+        for arm in arms:
+            points = sorted(
+                (r.batch_size, r.test_mean, r.test_std or 0.0)
+                for r in rows
+                if r.arm == arm and comparison in r.comparisons and r.test_mean is not None
+            )
+            if points:
+                x, y, err = zip(*points, strict=True)
+                epochs = {r.epochs for r in rows if r.arm == arm and comparison in r.comparisons}
+                label = f"{arm} ({'/'.join(str(e) for e in sorted(epochs))} epochs)"
+                axis.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("global batch size")
+        axis.set_title(titles[comparison])
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=8)
+    axes[0][0].set_ylabel(f"{metric} (mean ± std over seeds)")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def render_outputs(study: StudySpec, rows: Sequence[StudyCellResult], output_dir: Path) -> None:
+    """Write ``table.md``, ``table.csv``, ``plot.png`` and ``study.yaml`` to ``output_dir``."""
+    arms = [arm.label for arm in study.arms]
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "table.md").write_text(table_markdown(rows, arms))
+    (output_dir / "table.csv").write_text(table_csv(rows))
+    (output_dir / "plot.png").write_bytes(plot_png(rows, arms))
+    (output_dir / "study.yaml").write_text(
+        yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False)
+    )
+
+
+def log_study_run(
+    study: StudySpec, study_id: str, output_dir: Path, *, tracking_uri: str, state: str
+) -> str:
+    """The study's parent run in its MLflow experiment, with the outputs as artifacts."""
+    from mlflow.entities import RunTag
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(study.experiment)
+    experiment_id = (
+        experiment.experiment_id if experiment else client.create_experiment(study.experiment)
+    )
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`extrap.study_id` = '{study_id}' and tags.`extrap.kind` = 'study'",
+    )
+    if found:
+        run_id = str(found[0].info.run_id)
+    else:
+        run = client.create_run(
+            experiment_id,
+            run_name=f"study {study.name} [{study_id}]",
+            tags={"extrap.kind": STUDY_KIND, "extrap.study_id": study_id},
+        )
+        run_id = str(run.info.run_id)
+    for name in ("table.md", "table.csv", "plot.png", "study.yaml"):
+        client.log_artifact(run_id, str(output_dir / name))
+    client.log_batch(run_id, tags=[RunTag("extrap.status", state)])
+    client.set_terminated(run_id, status="FINISHED" if state == "succeeded" else "FAILED")
+    return run_id
+
+
+def _cell_file(storage_path: str, study_id: str, cell: StudyCell) -> Path:
+    return Path(storage_path) / study_id / "cells" / f"{cell.key}.json"
+
+
+def run_study(
+    study: StudySpec,
+    *,
+    study_id: str,
+    storage_path: str,
+    tracking_uri: str,
+    output_dir: Path,
+    resume: bool = False,
+    events: Callable[[StudyCell], EventSink | None] | None = None,
+    on_cell: Callable[[StudyCellResult], None] | None = None,
+) -> StudyOutcome:
+    """Run every cell that has not finished, then render and log the study's outputs.
+
+    Args:
+        events: the event sink of each cell's sweep (a progress display), or None.
+        on_cell: called with each cell's row once it is known (finished or taken from disk).
+    """
+    rows: list[StudyCellResult] = []
+    for cell in study.cells():
+        sweep_id = f"{study_id}-{cell.key}"
+        path = _cell_file(storage_path, study_id, cell)
+        if resume and path.is_file():
+            row = StudyCellResult.model_validate_json(path.read_text())
+            if row.state == "succeeded":  # finished cells are not rerun
+                rows.append(row)
+                if on_cell:
+                    on_cell(row)
+                continue
+        started = time.monotonic()
+        outcome = run_sweep(
+            cell.spec,
+            sweep_id=sweep_id,
+            storage_path=storage_path,
+            tracking_uri=tracking_uri,
+            events=events(cell) if events else None,
+            resume=resume and (Path(storage_path) / sweep_id).is_dir(),
+        )
+        row = cell_result(cell, outcome, sweep_id=sweep_id, wall_seconds=time.monotonic() - started)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(row.model_dump_json(indent=1))
+        rows.append(row)
+        if on_cell:
+            on_cell(row)
+    render_outputs(study, rows, output_dir)
+    state = "succeeded" if all(r.state == "succeeded" for r in rows) else "failed"
+    run_id = log_study_run(study, study_id, output_dir, tracking_uri=tracking_uri, state=state)
+    (output_dir / "cells.json").write_text(
+        json.dumps([r.model_dump(mode="json") for r in rows], indent=1)
+    )
+    return StudyOutcome(study_id=study_id, rows=rows, output_dir=output_dir, mlflow_run_id=run_id)
