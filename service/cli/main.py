@@ -6,6 +6,7 @@ httpx): ``extrap --help`` is instant; each command imports what it needs in its 
 - local commands (:mod:`service.cli.local`): validate, run, train, presets, workloads, ui;
 - the service's sweeps (:mod:`service.cli.sweeps`): submit, list, show, watch, trials, ...;
 - ``login`` (:mod:`service.cli.config`), ``serve`` (:mod:`service.cli.serve`);
+- ``study`` (:mod:`service.cli.studies`): batch-size scaling studies;
 - ``admin`` (:mod:`service.cli.admin`): tokens, straight in the database.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from service.cli import admin, config, local, serve, sweeps
+from service.cli import admin, config, local, serve, studies, sweeps
 
 app = typer.Typer(
     name="extrap",
@@ -25,6 +26,7 @@ local.register(app)
 sweeps.register(app)
 serve.register(app)
 config.register(app)
+app.add_typer(studies.app, name="study")
 app.add_typer(admin.app, name="admin", rich_help_panel="Service")
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search_spaces import SweepSpec
 from search_spaces.resources import trial_bundles
+from search_spaces.study import StudySpec
 from service.runtime.driver import SweepOutcome, SweepRejected, run_sweep
 from service.runtime.events import CallbackSink
 from service.runtime.ray_env import ensure_ray
@@ -22,7 +23,11 @@ from service.settings import Settings
 from trainers.checkpoint import write_files
 from trainers.config import TrainJobConfig
 
-__all__ = ["SweepRejected", "run_here", "tracking_uri", "train_here"]
+if TYPE_CHECKING:
+    from service.runtime.study import StudyOutcome
+    from service.wire.studies import StudyCellResult
+
+__all__ = ["SweepRejected", "run_here", "study_here", "tracking_uri", "train_here"]
 
 _PLACEMENT_TIMEOUT_S = 300.0
 
@@ -98,3 +103,31 @@ def train_here(
     finally:
         group.shutdown()
         remove_placement_group(group_pg)
+
+
+def study_here(
+    study: StudySpec,
+    *,
+    study_id: str,
+    output_dir: Path | None,
+    resume: bool,
+    on_cell: Callable[[StudyCellResult], None],
+) -> StudyOutcome:
+    """Run a study's cells one after the other on this machine's Ray; render its outputs.
+
+    Output defaults to ``<EXTRAP_HOME>/studies/<study id>/``.
+    """
+    from service.runtime.study import run_study
+
+    settings = Settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    ensure_ray(study.budget.max_concurrent_trials)
+    return run_study(
+        study,
+        study_id=study_id,
+        storage_path=settings.resolved_storage_path,
+        tracking_uri=settings.resolved_mlflow_tracking_uri,
+        output_dir=output_dir or settings.home / "studies" / study_id,
+        resume=resume,
+        on_cell=on_cell,
+    )
