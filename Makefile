@@ -6,7 +6,6 @@ STAMP := $(VENV)/.installed
 # torch first, pinned to the CPU wheel that lies on these machines' disk: any other torch spec
 # pulls a multi-GB CUDA build. Clusters bring their own build (the project allows >=2.11).
 TORCH_SPEC ?= torch==2.13.0
-export RAY_TRAIN_HEALTH_CHECK_INTERVAL_S ?= 0.5
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 

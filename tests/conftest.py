@@ -21,14 +21,13 @@ REPO = Path(__file__).resolve().parents[1]
 # Generated data is cached across runs (ignored by git); CI's clean clone builds it once.
 TEST_DATA_DIR = REPO / ".cache" / "test-data"
 
-# Ray reads these when it is imported or started: fast report polling, no usage stats, and
+# Ray reads these when it is imported or started: no usage stats, and
 # token auth with the session head's token (Ray fixes the auth mode at import, and test modules
 # import Ray at collection time, before the head exists: so the token's path is fixed now).
 RAY_HOME = Path(tempfile.mkdtemp(prefix="extrap-test-ray-"))
 os.environ["RAY_AUTH_MODE"] = "token"
 os.environ["RAY_AUTH_TOKEN_PATH"] = str(RAY_HOME / "ray-auth-token")
 os.environ.pop("RAY_AUTH_TOKEN", None)
-os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
