@@ -17,24 +17,23 @@ from __future__ import annotations
 import io
 import json
 import logging
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from search_spaces.study import StudyCell, StudySpec
 from service.runtime.driver import SweepOutcome, run_sweep
 from service.runtime.events import EventSink
-from service.wire.studies import StudyCellResult, table_csv, table_markdown
+from service.wire.studies import StudyCellResult, cell_result, table_csv, table_markdown
 
 __all__ = [
     "StudyOutcome",
-    "cell_result",
+    "cell_row",
     "log_study_run",
+    "outcome_row",
     "plot_png",
     "render_outputs",
     "run_study",
@@ -59,16 +58,9 @@ class StudyOutcome:
         return all(row.state == "succeeded" for row in self.rows)
 
 
-def _final(record: Any, name: str) -> float | None:
-    value = record.last.get(name)
-    return float(value) if isinstance(value, int | float) else None
-
-
-def cell_result(
-    cell: StudyCell, outcome: SweepOutcome | None, *, sweep_id: str, wall_seconds: float | None
-) -> StudyCellResult:
-    """A cell's row from its sweep's outcome (``None``: not run yet)."""
-    row = StudyCellResult(
+def cell_row(cell: StudyCell, *, sweep_id: str) -> StudyCellResult:
+    """A cell's row before its sweep ran."""
+    return StudyCellResult(
         key=cell.key,
         batch_size=cell.batch_size,
         arm=cell.arm,
@@ -76,35 +68,22 @@ def cell_result(
         passes=cell.passes,
         comparisons=list(cell.comparisons),
         sweep_id=sweep_id,
-        state="queued" if outcome is None else outcome.state,
-        wall_seconds=wall_seconds,
     )
-    if outcome is None:
-        return row
-    records = list(outcome.trials.values())
-    job = cell.spec.job
-    totals = [_final(r, "gradient_evaluations") for r in records]
-    seconds = [_final(r, "trial_seconds") for r in records]
-    row.gradient_evaluations_total = sum(v for v in totals if v is not None)
-    row.samples_seen_total = sum(v for r in records if (v := _final(r, "samples_seen")) is not None)
-    row.gpu_seconds = sum(s for s in seconds if s is not None) * job.workers * job.gpus_per_worker
-    best = outcome.best
-    confirmation = (best or {}).get("confirmation")
-    if best is None or not confirmation:
-        return row
-    runs = [outcome.trials[t] for t in confirmation["trial_ids"] if t in outcome.trials]
-    evaluations = [v for r in runs if (v := _final(r, "gradient_evaluations")) is not None]
-    validation, test = confirmation["validation"], confirmation["test"]
-    row.n = int(confirmation["n"])
-    row.val_metric, row.val_mean, row.val_std = (
-        validation["metric"],
-        validation["mean"],
-        validation["std"],
+
+
+def outcome_row(
+    cell: StudyCell, outcome: SweepOutcome, *, sweep_id: str, wall_seconds: float
+) -> StudyCellResult:
+    """A cell's row from its sweep's outcome."""
+    row = cell_result(
+        cell_row(cell, sweep_id=sweep_id),
+        state=outcome.state,
+        best=outcome.best,
+        final_metrics={t.trial_id: t.last for t in outcome.trials.values()},
+        workers=cell.spec.job.workers,
+        gpus_per_worker=cell.spec.job.gpus_per_worker,
     )
-    row.test_metric, row.test_mean, row.test_std = test["metric"], test["mean"], test["std"]
-    row.best_params = dict(best["params"])
-    row.gradient_evaluations = statistics.fmean(evaluations) if evaluations else None
-    return row
+    return row.model_copy(update={"wall_seconds": wall_seconds})
 
 
 def plot_png(rows: Sequence[StudyCellResult], arms: Sequence[str]) -> bytes:
@@ -233,7 +212,7 @@ def run_study(
             events=events(cell) if events else None,
             resume=resume and (Path(storage_path) / sweep_id).is_dir(),
         )
-        row = cell_result(cell, outcome, sweep_id=sweep_id, wall_seconds=time.monotonic() - started)
+        row = outcome_row(cell, outcome, sweep_id=sweep_id, wall_seconds=time.monotonic() - started)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(row.model_dump_json(indent=1))
         rows.append(row)

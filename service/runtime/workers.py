@@ -31,7 +31,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from trainers.config import TrainJobConfig
 
-__all__ = ["PROCESS_GROUP_TIMEOUT_S", "TrainWorker", "WorkerGroup"]
+__all__ = ["PROCESS_GROUP_TIMEOUT_S", "TrainWorker", "WorkerGroup", "choose_backend"]
 
 log = logging.getLogger(__name__)
 
@@ -169,13 +169,11 @@ class WorkerGroup:
     def _backend(workers: list[Any], job: TrainJobConfig) -> str:
         if job.gpus_per_worker <= 0:
             return "gloo"
-        ids = [tuple(ids) for ids in ray.get([w.gpu_ids.remote() for w in workers])]
-        if len(set(ids)) < len(ids):
-            # NCCL needs one GPU per rank; workers sharing a GPU (fractional gpus_per_worker)
-            # communicate over gloo instead.
+        ids = ray.get([w.gpu_ids.remote() for w in workers])
+        backend = choose_backend(ids)
+        if backend == "gloo":
             log.info("workers share GPUs %s: using gloo instead of NCCL", ids)
-            return "gloo"
-        return "nccl"
+        return backend
 
     def call(self, method: str, *args: Any) -> list[Any]:
         """``method(*args)`` on every worker; the results in rank order.
@@ -190,6 +188,22 @@ class WorkerGroup:
         for worker in self.workers:
             ray.kill(worker, no_restart=True)
         self.workers = []
+
+
+def choose_backend(gpu_ids: list[list[str]]) -> str:
+    """NCCL when every worker has GPUs of its own, else gloo.
+
+    NCCL needs one GPU per rank; workers that share a GPU (a fractional ``gpus_per_worker``,
+    e.g. 0.5 puts two workers on one GPU) communicate over gloo instead.
+
+    Example:
+        >>> choose_backend([["0"], ["1"]]), choose_backend([["0"], ["0"]]), choose_backend([[]])
+        ('nccl', 'gloo', 'gloo')
+    """
+    owned = [tuple(ids) for ids in gpu_ids]
+    if not owned or any(not ids for ids in owned) or len(set(owned)) < len(owned):
+        return "gloo"
+    return "nccl"
 
 
 def _gather(refs: list[Any]) -> list[Any]:

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pydantic import BaseModel, Field
 
-__all__ = ["CSV_COLUMNS", "StudyCellResult", "table_csv", "table_markdown"]
+__all__ = ["CSV_COLUMNS", "StudyCellResult", "cell_result", "table_csv", "table_markdown"]
 
 
 class StudyCellResult(BaseModel):
@@ -58,6 +60,55 @@ class StudyCellResult(BaseModel):
 
 
 CSV_COLUMNS = tuple(StudyCellResult.model_fields)
+
+
+def _number(metrics: Mapping[str, Any], name: str) -> float | None:
+    value = metrics.get(name)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def cell_result(
+    row: StudyCellResult,
+    *,
+    state: str,
+    best: Mapping[str, Any] | None,
+    final_metrics: Mapping[str, Mapping[str, Any]],
+    workers: int,
+    gpus_per_worker: float,
+) -> StudyCellResult:
+    """A cell's row completed from its sweep: its state, its best configuration's confirmation
+    figures and the trials' final metrics (trial id → metrics).
+
+    The study runner calls it with its sweep's outcome, the server with what it stored, so the
+    table is computed the same way from the same figures.
+    """
+    filled = row.model_copy(update={"state": state})
+    trials = list(final_metrics.values())
+    filled.gradient_evaluations_total = sum(
+        v for m in trials if (v := _number(m, "gradient_evaluations")) is not None
+    )
+    filled.samples_seen_total = sum(
+        v for m in trials if (v := _number(m, "samples_seen")) is not None
+    )
+    seconds = sum(v for m in trials if (v := _number(m, "trial_seconds")) is not None)
+    filled.gpu_seconds = seconds * workers * gpus_per_worker
+    confirmation = (best or {}).get("confirmation")
+    if best is None or not confirmation:
+        return filled
+    runs = [final_metrics[t] for t in confirmation.get("trial_ids", []) if t in final_metrics]
+    evaluations = [v for m in runs if (v := _number(m, "gradient_evaluations")) is not None]
+    validation, test = confirmation["validation"], confirmation["test"]
+    filled.n = int(confirmation["n"])
+    filled.val_metric, filled.val_mean, filled.val_std = (
+        validation["metric"],
+        validation["mean"],
+        validation["std"],
+    )
+    filled.test_metric = test["metric"]
+    filled.test_mean, filled.test_std = test["mean"], test["std"]
+    filled.best_params = dict(best.get("params") or {})
+    filled.gradient_evaluations = statistics.fmean(evaluations) if evaluations else None
+    return filled
 
 
 def _figure(row: StudyCellResult | None) -> str:
