@@ -5,7 +5,11 @@ One method per endpoint; answers are parsed into the API's own schemas
 a refused connection is :class:`ServiceUnreachable` (it names the URL and ``extrap serve``),
 401 :class:`Unauthorized` (it says how to get a token), 404 :class:`NotFound`, 409
 :class:`Conflict` (with the sweep's current state), 413 :class:`BodyTooLarge`, 422
-:class:`InvalidSpec` (with every field error), anything else :class:`ApiError`.
+:class:`InvalidSpec` (with every field error), 429 :class:`RateLimited` (with how long to wait),
+anything else :class:`ApiError`.
+
+A submission carries an ``Idempotency-Key``; :meth:`ExtrapClient.create_sweep` retries one
+that timed out or met a 502/503/504 with the same key, so a retry never makes a second sweep.
 
 The ``extrap`` CLI talks to the service only through this module.
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -51,6 +56,7 @@ __all__ = [
     "FieldError",
     "InvalidSpec",
     "NotFound",
+    "RateLimited",
     "ServiceUnavailable",
     "ServiceUnreachable",
     "SseEvent",
@@ -154,11 +160,18 @@ class ServiceUnavailable(ApiError):
     """503: a dependency of the service (Ray) is down."""
 
 
+class RateLimited(ApiError):
+    """429: too many submissions; ``retry_after_s`` says when the next one is accepted."""
+
+    retry_after_s: float = 1.0
+
+
 _BY_STATUS: Mapping[int, type[ApiError]] = {
     404: NotFound,
     409: Conflict,
     413: BodyTooLarge,
     422: InvalidSpec,
+    429: RateLimited,
     503: ServiceUnavailable,
 }
 
@@ -233,10 +246,37 @@ class ExtrapClient:
 
     # -- sweeps ----------------------------------------------------------------------------
 
-    def create_sweep(self, spec: str | bytes | Mapping[str, Any]) -> SweepPublic:
-        """Submit a spec: YAML text (sent as ``application/yaml``) or a JSON-able mapping."""
-        response = self._request("POST", "/v1/sweeps", **_spec_body(spec))
-        return SweepPublic.model_validate(response.json())
+    def create_sweep(
+        self,
+        spec: str | bytes | Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        retries: int = 2,
+    ) -> SweepPublic:
+        """Submit a spec: YAML text (sent as ``application/yaml``) or a JSON-able mapping.
+
+        Args:
+            spec: the spec.
+            idempotency_key: the submission's key (default: a fresh one); the service answers
+                a second submission with the same key with the sweep the first one made.
+            retries: how many times to send it again after a timeout, a dropped connection
+                or a 502/503/504 (same key: safe).
+        """
+        body = _spec_body(spec)
+        key = idempotency_key or uuid.uuid4().hex
+        body["headers"] = {**body.get("headers", {}), "Idempotency-Key": key}
+        delay_s = 0.5
+        for attempt in range(retries + 1):
+            try:
+                response = self._request("POST", "/v1/sweeps", **body)
+            except ClientError as error:
+                if attempt == retries or not _worth_retrying(error):
+                    raise
+                time.sleep(delay_s)
+                delay_s *= 2
+                continue
+            return SweepPublic.model_validate(response.json())
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def dry_run(self, spec: str | bytes | Mapping[str, Any]) -> DryRunPublic:
         """Validate a spec against the schema, the service's limits and the cluster."""
@@ -397,7 +437,13 @@ class ExtrapClient:
         if status == 401:
             return Unauthorized(status, code, message, url=self.api_url, had_token=self.has_token)
         kind = _BY_STATUS.get(status, ApiError)
-        return kind(status, code, message, field=field_, details=details)
+        failure = kind(status, code, message, field=field_, details=details)
+        if isinstance(failure, RateLimited):
+            try:
+                failure.retry_after_s = float(response.headers.get("Retry-After", "1"))
+            except ValueError:
+                failure.retry_after_s = 1.0
+        return failure
 
 
 class _Retryable(Exception):
@@ -462,10 +508,20 @@ def _quote(segment: str) -> str:
     return quote(segment, safe="")
 
 
+_REFUSED = "connection refused"
+
+
+def _worth_retrying(error: ClientError) -> bool:
+    """A timeout, a dropped connection or a gateway error: the request may have been lost."""
+    if isinstance(error, ServiceUnreachable):
+        return error.reason != _REFUSED
+    return isinstance(error, ApiError) and error.status in _RETRY_STATUSES
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, httpx.ConnectError):
         text = str(exc)
-        return "connection refused" if "refused" in text.lower() or not text else text
+        return _REFUSED if "refused" in text.lower() or not text else text
     if isinstance(exc, httpx.TimeoutException):
         return "timed out"
     return str(exc) or type(exc).__name__

@@ -65,10 +65,27 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         None, description="token of the first admin; generated and printed once if unset"
     )
-    max_concurrent_sweeps: int = Field(1, ge=1)
+    max_concurrent_sweeps: int = Field(1, ge=1, description="sweeps running at once, in all")
     max_trials_per_sweep: int = Field(500, ge=1)
-    max_concurrent_trials: int = Field(16, ge=1)
-    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_concurrent_trials: int = Field(16, ge=1, description="trials at once in one sweep")
+    max_body_bytes: int = Field(1_000_000, ge=1024, le=1_000_000_000)
+    # Quotas per user (service.server.quotas): caps on what runs (the rest waits in the
+    # queue) and a rate limit on submissions (429 beyond it).
+    max_running_sweeps_per_user: int = Field(
+        4, ge=1, description="sweeps of one user starting/running/cancelling at once"
+    )
+    max_running_trials_per_user: int = Field(
+        16,
+        ge=1,
+        description="trial slots of one user's running sweeps together (a sweep's slots: its "
+        "max_concurrent_trials, capped by max_concurrent_trials and by this)",
+    )
+    submissions_per_minute: float = Field(
+        30.0, gt=0, description="sustained submissions per user per minute (token bucket)"
+    )
+    submission_burst: int = Field(
+        20, ge=1, description="submissions a user may make at once before the rate applies"
+    )
     heartbeat_timeout_s: float = Field(60.0, gt=0)
     reconcile_interval_s: float = Field(10.0, gt=0)
     max_driver_restarts: int = Field(3, ge=0)

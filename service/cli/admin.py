@@ -10,10 +10,11 @@ Example:
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
+
+from service.cli._output import json_stdout, print_json_line
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -46,17 +47,16 @@ def create_token(
 
     if not user.strip() or len(user) > 64:
         _exit_with_error("--user must be 1 to 64 characters")
-    issued = issue_token(_settings(), user=user.strip(), admin=admin)
+    with json_stdout(as_json):  # only the JSON on stdout, whatever the migrations print
+        issued = issue_token(_settings(), user=user.strip(), admin=admin)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "token": issued.token,
-                    "token_id": issued.token_id,
-                    "user": issued.user,
-                    "admin": issued.is_admin,
-                }
-            )
+        print_json_line(
+            {
+                "token": issued.token,
+                "token_id": issued.token_id,
+                "user": issued.user,
+                "admin": issued.is_admin,
+            }
         )
     else:
         role = "admin" if issued.is_admin else "user"
@@ -84,9 +84,10 @@ def list_tokens(
     """List tokens (id, user, prefix, created, revoked); secrets are never shown."""
     from service.server.tokens import list_tokens as listed
 
-    rows = listed(_settings())
+    with json_stdout(as_json):
+        rows = listed(_settings())
     if as_json:
-        typer.echo(json.dumps(rows))
+        print_json_line(rows)
         return
     for row in rows:
         state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"

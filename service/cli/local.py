@@ -7,7 +7,6 @@ stays instant.
 from __future__ import annotations
 
 import contextlib
-import json
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from service.cli._output import exit_with_error, print_json
+from service.cli._output import exit_with_error, json_stdout, print_json, print_json_line
 
 if TYPE_CHECKING:
     from search_spaces import SweepSpec
@@ -40,6 +39,11 @@ def _load_spec_or_exit(path: Path) -> SweepSpec:
 
 def validate(spec: SpecPath, as_json: JsonFlag = False) -> None:
     """Check a sweep spec offline, with the same messages as the API."""
+    with json_stdout(as_json):
+        _validate(spec, as_json)
+
+
+def _validate(spec: Path, as_json: bool) -> None:
     from search_spaces import SpecError, load_spec
 
     try:
@@ -68,7 +72,16 @@ def run(
     add_trials: Annotated[int, typer.Option(min=0, help="with --resume: run this many more")] = 0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Run a sweep on this machine (or RAY_ADDRESS's cluster) without the service."""
+    """Run a sweep on this machine (or RAY_ADDRESS's cluster) without the service.
+
+    With --json, standard output is the outcome as JSON and nothing else (Ray's and Tune's
+    output goes to standard error).
+    """
+    with json_stdout(as_json):
+        _run(spec, sweep_id, resume, add_trials, as_json)
+
+
+def _run(spec: Path, sweep_id: str | None, resume: bool, add_trials: int, as_json: bool) -> None:
     loaded = _load_spec_or_exit(spec)
     if resume and not sweep_id:
         exit_with_error("--resume needs --sweep-id (the id printed when the sweep started)")
@@ -111,7 +124,15 @@ def train(
     job_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="job YAML")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Run one training job with fixed hyperparameters on a local Ray; print each epoch."""
+    """Run one training job with fixed hyperparameters on a local Ray; print each epoch.
+
+    With --json, standard output is one JSON object per epoch and nothing else.
+    """
+    with json_stdout(as_json):
+        _train(job_file, as_json)
+
+
+def _train(job_file: Path, as_json: bool) -> None:
     import yaml
     from pydantic import ValidationError
 
@@ -119,8 +140,8 @@ def train(
 
     try:
         job = TrainJobConfig.model_validate(yaml.safe_load(job_file.read_text()))
-    except ValidationError as error:
-        for item in error.errors():
+    except ValidationError as invalid:
+        for item in invalid.errors():
             where = ".".join(str(p) for p in item["loc"]) or "job"
             typer.echo(f"{job_file}: {where}: {item['msg']}", err=True)
         exit_with_error(f"{job_file} is not a valid training job")
@@ -128,7 +149,7 @@ def train(
 
     def show(metrics: dict[str, Any]) -> None:
         if as_json:
-            typer.echo(json.dumps(metrics, default=str))
+            print_json_line(metrics)
             return
         shown = ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
@@ -148,7 +169,8 @@ def presets(as_json: JsonFlag = False) -> None:
     """List the shipped search-space presets and the dimensions they search."""
     from search_spaces import list_presets
 
-    found = list_presets()
+    with json_stdout(as_json):
+        found = list_presets()
     if as_json:
         print_json(
             [
@@ -168,9 +190,10 @@ def presets(as_json: JsonFlag = False) -> None:
 
 def workloads(as_json: JsonFlag = False) -> None:
     """List the registered workloads (built in and plug-ins)."""
-    from trainers.workloads import list_workloads
+    with json_stdout(as_json):
+        from trainers.workloads import list_workloads
 
-    found = list_workloads()
+        found = list_workloads()
     if as_json:
         print_json(
             [
@@ -201,7 +224,10 @@ def ui(
     port: Annotated[int, typer.Option(help="port of the MLflow UI")] = 5000,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
 ) -> None:
-    """Open MLflow's UI on the configured tracking store (prints the URL, runs until Ctrl-C)."""
+    """Open MLflow's UI on the configured tracking store (prints the URL, runs until Ctrl-C).
+
+    Ctrl-C or SIGTERM stops the MLflow server and every process it started.
+    """
     from service.settings import Settings
 
     uri = Settings().resolved_mlflow_tracking_uri
@@ -222,8 +248,68 @@ def ui(
         "--workers",
         "1",
     ]
-    with contextlib.suppress(KeyboardInterrupt):
-        subprocess.run(command, check=False, env=_mlflow_env())
+    code = run_process_group(command, env=_mlflow_env())
+    if code:
+        exit_with_error(f"the MLflow UI exited with code {code}", code=code)
+
+
+STOP_GRACE_S = 20.0
+"""How long the children get to stop after SIGTERM before they are killed."""
+
+
+def run_process_group(command: list[str], *, env: dict[str, str]) -> int:
+    """Run ``command`` in a process group of its own until it exits, or until this process
+    gets SIGTERM or SIGINT: then the whole group (the server and its workers) is stopped,
+    killed after :data:`STOP_GRACE_S`, and 0 is returned. Otherwise the command's exit code.
+    """
+    import os
+    import signal
+
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+
+    child = subprocess.Popen(command, env=env, start_new_session=True)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not received:
+            try:
+                code = child.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                continue
+            _stop_group(child.pid, os.getpgid(os.getpid()))  # leftovers of a crash
+            return code
+        _stop_group(child.pid, os.getpgid(os.getpid()))
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=1.0)
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop_group(group: int, own_group: int) -> None:
+    """SIGTERM every process of ``group``, SIGKILL what is left after the grace period."""
+    import os
+    import signal
+
+    if group == own_group:
+        return  # never signal our own group
+    for sig, patience_s in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(group, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + patience_s
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                return
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(-group, os.WNOHANG)  # reap our own child so it can vanish
+            time.sleep(0.1)
 
 
 def _mlflow_env() -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 Every state change goes through :func:`set_state`, which asks :mod:`service.server.states`
 whether it is allowed, stamps the timestamps and appends a ``state`` entry to the sweep's event log.
+The API reads sweeps as plain rows (:func:`sweep_row`, :func:`list_sweeps`): one query each,
+no ORM objects to build, nothing loaded lazily.
 
 Example:
     >>> sweep = create_sweep(session, owner=user, spec=spec)  # doctest: +SKIP
@@ -12,20 +14,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeAlias
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, joinedload
 
 from search_spaces import SweepSpec
-from service.server.models import Sweep, SweepEvent, Trial, User, utcnow
+from service.server.fastsql import FastSelect
+from service.server.models import Sweep, SweepEvent, Trial, TrialMetric, User, utcnow
 from service.server.states import check_sweep_transition
 from service.wire import FINAL_SWEEP_STATES, SweepState, TrialStatus
 
 __all__ = [
+    "Principal",
     "SweepNotFound",
+    "SweepRow",
     "append_event",
     "best_trial",
+    "check_visible",
     "close_open_trials",
     "create_sweep",
     "events_after",
@@ -36,14 +42,33 @@ __all__ = [
     "lock_sweep",
     "queued_sweeps",
     "set_state",
+    "sweep_by_idempotency_key",
+    "sweep_row",
+    "sweep_with_counts",
     "sweeps_in",
     "trial_counts",
+    "trial_epochs",
     "update_best",
 ]
 
 _STATUSES = tuple(status.value for status in TrialStatus)
 # Trials whose latest value does not rank them: they ended without a meaningful objective.
 _UNRANKED = (TrialStatus.FAILED.value, TrialStatus.DIVERGED.value)
+
+
+SweepRow: TypeAlias = Any
+"""A sweep read as a plain row (a SQLAlchemy ``Row`` or a named tuple): its columns by name,
+and ``owner_name``."""
+
+
+class Principal(Protocol):
+    """Who acts: a :class:`~service.server.models.User` row or an authenticated caller."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def is_admin(self) -> bool: ...
 
 
 class SweepNotFound(LookupError):
@@ -59,8 +84,10 @@ def new_sweep_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def create_sweep(session: Session, *, owner: User, spec: SweepSpec) -> Sweep:
-    """Store a validated spec as a new ``queued`` sweep."""
+def create_sweep(
+    session: Session, *, owner: Principal, spec: SweepSpec, idempotency_key: str | None = None
+) -> Sweep:
+    """Store a validated spec as a new ``queued`` sweep (``idempotency_key``: unique per owner)."""
     sweep = Sweep(
         id=new_sweep_id(),
         name=spec.name,
@@ -75,6 +102,7 @@ def create_sweep(session: Session, *, owner: User, spec: SweepSpec) -> Sweep:
         driver_attempts=0,
         last_driver_seq=0,
         event_seq=0,
+        idempotency_key=idempotency_key,
     )
     session.add(sweep)
     session.flush()
@@ -82,19 +110,84 @@ def create_sweep(session: Session, *, owner: User, spec: SweepSpec) -> Sweep:
     return sweep
 
 
-def _visible(user: User) -> Any:
+def _visible(user: Principal) -> Any:
     return True if user.is_admin else Sweep.owner_id == user.id
 
 
-def get_sweep(session: Session, *, sweep_id: str, user: User | None = None) -> Sweep:
+def _may_see(user: Principal | None, owner_id: int) -> bool:
+    return user is None or user.is_admin or owner_id == user.id
+
+
+# The API's reads: plain rows (no ORM objects, no lazy loads), the owner's name joined in.
+_SWEEP_ROWS = select(*Sweep.__table__.c, User.name.label("owner_name")).join(
+    User, User.id == Sweep.owner_id
+)
+
+
+_SWEEP_ROW = _SWEEP_ROWS.where(Sweep.id == bindparam("sweep_id"))
+
+
+def _count_of(status: str) -> Any:
+    return (
+        select(func.count())
+        .select_from(Trial)
+        .where(Trial.sweep_id == Sweep.id, Trial.status == status)
+        .correlate(Sweep)
+        .scalar_subquery()
+        .label(f"trials_{status}")
+    )
+
+
+# A sweep with its trial counts by status: one statement, compiled once, run on the driver's
+# cursor (service.server.fastsql).
+_SWEEP_WITH_COUNTS = FastSelect(
+    select(*Sweep.__table__.c, User.name.label("owner_name"), *(_count_of(s) for s in _STATUSES))
+    .join(User, User.id == Sweep.owner_id)
+    .where(Sweep.id == bindparam("sweep_id"))
+)
+
+
+def sweep_row(session: Session, *, sweep_id: str, user: Principal | None = None) -> SweepRow:
+    """The sweep as a row (its columns and ``owner_name``), if ``user`` may see it."""
+    row = session.connection().execute(_SWEEP_ROW, {"sweep_id": sweep_id}).first()
+    if row is None or not _may_see(user, row.owner_id):
+        raise SweepNotFound(sweep_id)
+    return row
+
+
+def sweep_with_counts(
+    session: Session, *, sweep_id: str, user: Principal | None = None
+) -> tuple[SweepRow, dict[str, int]]:
+    """:func:`sweep_row` and its :func:`trial_counts`, in one query."""
+    row = _SWEEP_WITH_COUNTS.first(session, sweep_id=sweep_id)
+    if row is None or not _may_see(user, row.owner_id):
+        raise SweepNotFound(sweep_id)
+    return row, {status: getattr(row, f"trials_{status}") for status in _STATUSES}
+
+
+def check_visible(session: Session, *, sweep_id: str, user: Principal) -> None:
+    """Raise :class:`SweepNotFound` unless the sweep exists and ``user`` may see it."""
+    owner_id = session.execute(select(Sweep.owner_id).where(Sweep.id == sweep_id)).scalar()
+    if owner_id is None or not _may_see(user, owner_id):
+        raise SweepNotFound(sweep_id)
+
+
+def sweep_by_idempotency_key(session: Session, *, owner: Principal, key: str) -> Sweep | None:
+    """The owner's sweep submitted with ``key``, if any."""
+    return session.execute(
+        select(Sweep).where(Sweep.owner_id == owner.id, Sweep.idempotency_key == key)
+    ).scalar_one_or_none()
+
+
+def get_sweep(session: Session, *, sweep_id: str, user: Principal | None = None) -> Sweep:
     """The sweep, if ``user`` may see it (its owner or an admin; ``None``: no check)."""
     sweep = session.get(Sweep, sweep_id, options=[joinedload(Sweep.owner)])
-    if sweep is None or (user is not None and not user.is_admin and sweep.owner_id != user.id):
+    if sweep is None or not _may_see(user, sweep.owner_id):
         raise SweepNotFound(sweep_id)
     return sweep
 
 
-def lock_sweep(session: Session, *, sweep_id: str, user: User | None = None) -> Sweep:
+def lock_sweep(session: Session, *, sweep_id: str, user: Principal | None = None) -> Sweep:
     """Like :func:`get_sweep`, but locks the row for this transaction (PostgreSQL)."""
     sweep = session.execute(
         select(Sweep)
@@ -102,7 +195,7 @@ def lock_sweep(session: Session, *, sweep_id: str, user: User | None = None) -> 
         .with_for_update()
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
-    if sweep is None or (user is not None and not user.is_admin and sweep.owner_id != user.id):
+    if sweep is None or not _may_see(user, sweep.owner_id):
         raise SweepNotFound(sweep_id)
     return sweep
 
@@ -110,24 +203,23 @@ def lock_sweep(session: Session, *, sweep_id: str, user: User | None = None) -> 
 def list_sweeps(
     session: Session,
     *,
-    user: User,
+    user: Principal,
     states: Sequence[SweepState] = (),
     offset: int = 0,
     limit: int = 100,
-) -> tuple[list[Sweep], int]:
-    """A page of the sweeps ``user`` may see, newest first, and how many there are in all."""
+) -> tuple[list[SweepRow], int]:
+    """A page of the sweeps ``user`` may see (rows, as :func:`sweep_row`), newest first, and
+    how many there are in all."""
     where = [_visible(user)]
     if states:
         where.append(Sweep.state.in_([state.value for state in states]))
     count = session.execute(select(func.count()).select_from(Sweep).where(*where)).scalar_one()
     rows = session.execute(
-        select(Sweep)
-        .options(joinedload(Sweep.owner))
-        .where(*where)
+        _SWEEP_ROWS.where(*where)
         .order_by(Sweep.created_at.desc(), Sweep.id.desc())
         .offset(offset)
         .limit(limit)
-    ).scalars()
+    ).all()
     return list(rows), count
 
 
@@ -169,7 +261,11 @@ def trial_counts(session: Session, *, sweep_ids: Sequence[str]) -> dict[str, dic
 def set_state(
     session: Session, *, sweep: Sweep, target: SweepState, reason: str | None = None
 ) -> None:
-    """Move ``sweep`` to ``target`` (or raise ``IllegalTransition``) and log the change."""
+    """Move ``sweep`` to ``target`` (or raise ``IllegalTransition``) and log the change.
+
+    A sweep that ends loses its driver token: a driver that is still around can no longer
+    write (401), and a resume mints a new one.
+    """
     check_sweep_transition(sweep.state, target)
     now = utcnow()
     sweep.state = target.value
@@ -180,6 +276,7 @@ def set_state(
         sweep.started_at = now
     elif target in FINAL_SWEEP_STATES:
         sweep.finished_at = now
+        sweep.driver_token_hash = None
     payload: dict[str, Any] = {"state": target.value, "reason": reason}
     if target in FINAL_SWEEP_STATES:
         payload["best"] = sweep.best
@@ -233,6 +330,14 @@ def get_trial(session: Session, *, sweep_id: str, trial_id: str) -> Trial | None
     return session.execute(
         select(Trial).where(Trial.sweep_id == sweep_id, Trial.trial_id == trial_id)
     ).scalar_one_or_none()
+
+
+def trial_epochs(session: Session, *, trial: Trial) -> list[TrialMetric]:
+    """A trial's per-epoch metrics, in order (one query; never a lazy load)."""
+    rows = session.execute(
+        select(TrialMetric).where(TrialMetric.trial_pk == trial.id).order_by(TrialMetric.epoch)
+    ).scalars()
+    return list(rows)
 
 
 def best_trial(session: Session, *, sweep: Sweep) -> Trial | None:

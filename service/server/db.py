@@ -6,6 +6,13 @@ and then writes fails at once ("database is locked") when another writer got in 
 the busy timeout does not help it. On PostgreSQL writers lock the rows they change
 (``SELECT ... FOR UPDATE`` in :mod:`service.server.crud`).
 
+A request of the API has one session (:meth:`Database.session`): it authenticates and reads in
+one transaction, and :meth:`Database.writing` turns it into a writing one when it must change
+something. ``request_slots`` is how many requests may hold a connection at once: the pool's
+size less a few connections kept for the background threads (the API admits requests to the
+database through a gate of that size, so that requests waiting for a thread never hold the
+connections that the threads wait for).
+
 Example:
     >>> db = Database("sqlite://")
     >>> with db.read() as session:
@@ -15,18 +22,30 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import QueuePool, StaticPool
 
 __all__ = ["Database", "text"]
 
+_loads: Callable[[str | bytes], Any] = json.loads
+
 _IMMEDIATE = "extrap_immediate"
+_READ = {"isolation_level": "AUTOCOMMIT"}
+_WRITE = {"isolation_level": "READ COMMITTED"}
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+POOL_SIZE, MAX_OVERFLOW = 20, 10
+SQLITE_POOL_SIZE, SQLITE_MAX_OVERFLOW = 20, 10
+RESERVED_CONNECTIONS = 4
+"""Pooled connections the request gate leaves to the supervisor and other threads. The gate
+admits ``pool size - RESERVED_CONNECTIONS`` requests, so requests reuse pooled connections
+(an overflow connection is closed when it is given back: on PostgreSQL a new one costs a
+process on the server) and the overflow is only ever headroom."""
 
 
 class Database:
@@ -39,11 +58,42 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = _make_engine(url)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        # PostgreSQL: reads run in autocommit (READ COMMITTED gives no snapshot across
+        # statements anyway, and BEGIN/ROLLBACK would cost two round trips a request);
+        # writes ask for a transaction (_WRITE).
+        bind = self.engine if self.is_sqlite else self.engine.execution_options(**_READ)
+        self._sessions = sessionmaker(bind, expire_on_commit=False)
+        if isinstance(self.engine.pool, StaticPool):  # one shared connection: no waiting
+            self.request_slots = 1_000
+        else:
+            size = SQLITE_POOL_SIZE if self.is_sqlite else POOL_SIZE
+            self.request_slots = max(1, size - RESERVED_CONNECTIONS)
 
     @property
-    def is_sqlite(self) -> bool:
-        return self.engine.dialect.name == "sqlite"
+    def _write_options(self) -> dict[str, Any]:
+        return {_IMMEDIATE: True} if self.is_sqlite else _WRITE
+
+    def session(self) -> Session:
+        """A new session; its connection is taken from the pool at its first query."""
+        return self._sessions()
+
+    @contextmanager
+    def writing(self, session: Session) -> Iterator[Session]:
+        """A write transaction in an existing session (a request's), committed at the end.
+
+        A read transaction the session has open (its authentication) ends first: on SQLite a
+        read snapshot cannot become a writer once another writer got in between.
+        """
+        if session.in_transaction():
+            session.commit()
+        session.connection(execution_options=self._write_options)
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -55,8 +105,7 @@ class Database:
     def write(self) -> Iterator[Session]:
         """A session whose transaction holds the write lock from its start; commits at the end."""
         with self._sessions() as session:
-            if self.is_sqlite:
-                session.connection(execution_options={_IMMEDIATE: True})
+            session.connection(execution_options=self._write_options)
             try:
                 yield session
                 session.commit()
@@ -70,10 +119,25 @@ class Database:
 
 def _make_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+        # No pre-ping (a round trip per checkout): a connection the server dropped fails its
+        # request once (503), SQLAlchemy then replaces the pool's connections.
+        return create_engine(
+            url,
+            pool_recycle=1800,
+            pool_size=POOL_SIZE,
+            max_overflow=MAX_OVERFLOW,
+            json_deserializer=_loads,
+        )
+    kwargs: dict[str, Any] = {
+        "connect_args": {"check_same_thread": False, "timeout": 30},
+        "json_deserializer": _loads,
+    }
     if url in ("sqlite://", "sqlite:///:memory:"):
         kwargs["poolclass"] = StaticPool  # one shared in-memory database
+    else:
+        kwargs.update(
+            poolclass=QueuePool, pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_MAX_OVERFLOW
+        )
     engine = create_engine(url, **kwargs)
     _configure_sqlite(engine)
     return engine
@@ -94,4 +158,6 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         immediate = connection.get_execution_options().get(_IMMEDIATE, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Straight to the driver: this runs for every transaction, and SQLAlchemy's execution
+        # path costs more than the statement.
+        connection.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,4 +1,5 @@
-"""Launching sweep drivers: the queue (``max_concurrent_sweeps`` at a time) and relaunches.
+"""Launching sweep drivers: the queue (``max_concurrent_sweeps`` at a time, within each
+user's caps: :mod:`service.server.quotas`) and relaunches.
 
 Launching a sweep = a fresh driver token (only its hash is kept; the previous driver's token
 stops working, which fences off a driver that was given up on), the state ``starting``, then a
@@ -27,6 +28,7 @@ from service.server.auth import DRIVER_TOKEN_PREFIX, hash_token, new_token
 from service.server.db import Database
 from service.server.dispatch.base import Dispatcher, DispatcherUnavailable, DispatchRejected
 from service.server.models import Sweep, utcnow
+from service.server.quotas import next_launchable
 from service.settings import Settings
 from service.wire import ACTIVE_SWEEP_STATES, SweepState
 
@@ -116,16 +118,17 @@ class Launcher:
         return max(0, self.settings.max_concurrent_sweeps - active)
 
     def launch_queued(self) -> list[str]:
-        """Launch the oldest queued sweeps that fit; return the ids launched."""
+        """Launch the oldest queued sweeps that fit the service's and their owners' caps
+        (:mod:`service.server.quotas`); return the ids launched."""
         launched: list[str] = []
-        while self.free_slots() > 0:
+        while True:
             with self.db.read() as session:
-                queued = crud.queued_sweeps(session, limit=1)
-            if not queued:
+                sweep_id = next_launchable(session, self.settings)
+            if sweep_id is None:
                 break
-            if not self.launch(queued[0].id, expected=(SweepState.QUEUED,)):
+            if not self.launch(sweep_id, expected=(SweepState.QUEUED,)):
                 break  # Ray unreachable or the sweep changed meanwhile: try again later
-            launched.append(queued[0].id)
+            launched.append(sweep_id)
         return launched
 
     def launch(self, sweep_id: str, *, expected: Sequence[SweepState]) -> bool:

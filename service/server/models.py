@@ -1,8 +1,9 @@
 """Database tables (SQLAlchemy 2 ORM). API shapes: :mod:`service.wire`.
 
 - ``users`` and ``api_tokens``: who may call the API; tokens are stored as SHA-256 hashes.
-- ``sweeps``: one row per submitted spec, with its state, its driver's Ray job and token hash,
-  its MLflow ids and the best trial so far.
+- ``sweeps``: one row per submitted spec, with its state, its driver's Ray job and token hash
+  (cleared when the sweep ends), its MLflow ids, the best trial so far and the submission's
+  ``Idempotency-Key`` (unique per owner).
 - ``trials`` and ``trial_metrics``: what the driver reported; ``(trial, epoch)`` is unique so a
   retried push of the same epoch changes nothing.
 - ``sweep_events``: the per-sweep event log that the SSE endpoint replays (``seq`` is the SSE
@@ -120,7 +121,10 @@ class Sweep(Base):
     """A submitted sweep spec and everything the service tracks about its run."""
 
     __tablename__ = "sweeps"
-    __table_args__ = (Index("ix_sweeps_state_created", "state", "created_at"),)
+    __table_args__ = (
+        Index("ix_sweeps_state_created", "state", "created_at"),
+        UniqueConstraint("owner_id", "idempotency_key"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
@@ -149,6 +153,9 @@ class Sweep(Base):
     best_value: Mapped[float | None] = mapped_column(Float, nullable=True)
     best_trial_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     best: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(
+        String(128), nullable=True, doc="the submission's Idempotency-Key (unique per owner)"
+    )
 
     owner: Mapped[User] = relationship()
     trials: Mapped[list[Trial]] = relationship(

@@ -20,7 +20,19 @@ from search_spaces.resources import TRIAL_DRIVER_RESOURCE, placement_errors, tri
 from service.server.dispatch.base import ClusterResources
 from service.settings import Settings
 
-__all__ = ["data_dir_error", "placement_problems", "policy_errors", "trial_budget_error"]
+__all__ = [
+    "MAX_STORED_DEPTH",
+    "data_dir_error",
+    "placement_problems",
+    "policy_errors",
+    "storable_errors",
+    "trial_budget_error",
+]
+
+MAX_STORED_DEPTH = 64
+"""A stored spec nests at most this deep (real specs: about 5)."""
+_COLUMN_LENGTHS = {"name": 64, "objective.metric": 64}
+_MAX_STORED_ERRORS = 20
 
 
 def trial_budget_error(num_trials: int, settings: Settings, path: str) -> FieldError | None:
@@ -38,10 +50,23 @@ def data_dir_error(data_dir: str | None, roots: Sequence[Path]) -> FieldError | 
     """An error unless ``data_dir`` (symlinks and ``..`` resolved) lies under one of ``roots``."""
     if data_dir is None:
         return None
-    path = Path(data_dir).expanduser()
+    field = "job.data_dir"
+    if "\x00" in data_dir:
+        return FieldError(field, "the path contains a NUL character (\\x00): remove it")
+    try:
+        path = Path(data_dir).expanduser()
+    except (RuntimeError, KeyError):  # "~nosuchuser/...": no such user, no home to expand
+        user = data_dir[1:].split("/", 1)[0]
+        return FieldError(
+            field,
+            f"{data_dir!r} names the home of {user!r}, who has no home here: give an absolute path",
+        )
     if not path.is_absolute():
-        return FieldError("job.data_dir", f"{data_dir!r} is not an absolute path")
-    resolved = path.resolve()
+        return FieldError(field, f"{data_dir!r} is not an absolute path")
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a name too long, ...
+        return FieldError(field, f"{data_dir!r} cannot be resolved ({exc}): give a plain path")
     if any(resolved == root or resolved.is_relative_to(root) for root in roots):
         return None
     allowed = ", ".join(str(root) for root in roots)
@@ -67,6 +92,45 @@ def policy_errors(spec: SweepSpec, settings: Settings) -> list[FieldError]:
             )
         )
     return [error for error in errors if error is not None]
+
+
+def storable_errors(stored: dict[str, Any]) -> list[FieldError]:
+    """What in a spec's stored form the database cannot keep, by field path.
+
+    PostgreSQL's JSONB refuses NUL characters and non-finite numbers, and both databases limit
+    some columns' lengths; a structure nested absurdly deep cannot be encoded again. Checked
+    before storing (and in a dry run), so such a spec is a 422 that names the field, never a
+    database error.
+    """
+    errors: list[FieldError] = []
+    stack: list[tuple[str, Any, int]] = [("", stored, 0)]
+    while stack and len(errors) < _MAX_STORED_ERRORS:
+        path, value, depth = stack.pop()
+        if depth > MAX_STORED_DEPTH:
+            errors.append(FieldError(path, f"nested more than {MAX_STORED_DEPTH} levels deep"))
+            continue
+        if isinstance(value, str):
+            if "\x00" in value:
+                errors.append(FieldError(path, "contains a NUL character (\\x00): remove it"))
+        elif isinstance(value, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                errors.append(FieldError(path, f"{value} is not a finite number"))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = str(key).replace("\x00", "\\x00")
+                child = f"{path}.{name}" if path else name
+                if "\x00" in str(key):
+                    errors.append(FieldError(child, "the key contains a NUL character"))
+                stack.append((child, item, depth + 1))
+        elif isinstance(value, list | tuple):
+            stack.extend((f"{path}.{i}", item, depth + 1) for i, item in enumerate(value))
+    for path, limit in _COLUMN_LENGTHS.items():
+        found: Any = stored
+        for part in path.split("."):
+            found = found.get(part) if isinstance(found, dict) else None
+        if isinstance(found, str) and len(found) > limit:
+            errors.append(FieldError(path, f"{len(found)} characters: at most {limit}"))
+    return sorted(errors, key=lambda error: error.path)
 
 
 def placement_problems(

@@ -4,18 +4,25 @@
 - 409 ``illegal_transition``: the message names the current state (``details[0].state``);
 - 413 ``body_too_large``; 422 ``invalid_spec`` / ``invalid_request``: ``field`` is the first
   offending path, ``details`` lists every ``{"field", "message"}``;
-- 503 ``unavailable``: a dependency (Ray) is down; 500 ``internal``.
+- 429 ``rate_limited`` (``Retry-After``); 503 ``unavailable``: a dependency (Ray) is down;
+- 500 ``internal``: a bug. The edge middleware (:class:`~service.server.api.middleware.Edge`)
+  answers it and logs one line and one short traceback; nothing else logs it again.
+
+:func:`error_responses` documents these in the OpenAPI document, route by route.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as db_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from search_spaces import FieldError, SpecError
@@ -23,9 +30,12 @@ from service.server.crud import SweepNotFound
 from service.server.states import IllegalTransition
 from service.wire import ErrorBody, ErrorPublic, invalid_body
 
-__all__ = ["ApiError", "install_error_handlers"]
+__all__ = ["ApiError", "error_responses", "install_error_handlers", "short_traceback"]
 
 log = logging.getLogger(__name__)
+
+TRACEBACK_FRAMES = 12
+"""A 500 logs the innermost frames only (a RecursionError has a thousand)."""
 
 _CODES = {
     400: "bad_request",
@@ -37,8 +47,45 @@ _CODES = {
     413: "body_too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
+    429: "rate_limited",
     503: "unavailable",
 }
+
+_DESCRIPTIONS = {
+    400: "The body is not UTF-8 text (`bad_request`)",
+    401: "No, malformed, unknown or revoked token (`unauthorized`; `WWW-Authenticate: Bearer`)",
+    404: "No such resource, or not yours (`not_found`)",
+    409: "The sweep's state forbids it (`illegal_transition`; `details[0].state`)",
+    413: "The body exceeds `EXTRAP_MAX_BODY_BYTES` (`body_too_large`)",
+    415: "The body is neither JSON nor YAML (`unsupported_media_type`)",
+    422: "A field is invalid (`invalid_spec`, `invalid_request`, `insufficient_resources`, "
+    "`idempotency_key_reused`); `details` lists every field and message",
+    429: "Too many submissions: wait `Retry-After` seconds (`rate_limited`)",
+    503: "Ray or the database cannot be reached, or the database is busy (`unavailable`; retry)",
+}
+
+
+_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    429: {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
+    503: {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
+}
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorPublic"}}}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, each with the one error body (as
+    JSON, whatever the route's own media type; the app adds ``ErrorPublic`` to the schemas)."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response: dict[str, Any] = {
+            "description": _DESCRIPTIONS[status],
+            "content": copy.deepcopy(_ERROR_CONTENT),
+        }
+        if status in _HEADERS:
+            response["headers"] = copy.deepcopy(_HEADERS[status])
+        responses[status] = response
+    return responses
 
 
 class ApiError(Exception):
@@ -143,19 +190,43 @@ async def _http(_request: Request, exc: Exception) -> JSONResponse:
     return _response(ApiError(exc.status_code, code, message, headers=headers))
 
 
-async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", exc_info=exc)
-    return _response(ApiError(500, "internal", "internal server error"))
+async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
+    # The database refused a value: something in the request that the checks before it
+    # missed (they name the field; this cannot). The client's to fix, not a server error.
+    log.warning(
+        "%s %s: the database refused a value: %s",
+        request.method,
+        request.url.path,
+        str(exc).splitlines()[0][:300],
+    )
+    message = (
+        "a value in the request cannot be stored (the database refused it): look for NUL "
+        "characters, very long texts and numbers out of range"
+    )
+    return _response(ApiError.invalid([FieldError("", message)], code="invalid_request"))
+
+
+async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    log.error(
+        "%s %s: the database is unavailable: %s",
+        request.method,
+        request.url.path,
+        str(exc).splitlines()[0][:300],
+    )
+    message = "the database is unavailable or busy: retry in a moment"
+    return _response(ApiError(503, "unavailable", message, headers={"Retry-After": "2"}))
 
 
 _HANDLERS = {
     ApiError: _api_error,
+    db_errors.DataError: _unstorable,
+    db_errors.OperationalError: _database_down,
+    db_errors.InterfaceError: _database_down,
     SpecError: _spec_error,
     SweepNotFound: _not_found,
     IllegalTransition: _illegal,
     RequestValidationError: _validation,
     StarletteHTTPException: _http,
-    Exception: _unexpected,
 }
 
 
@@ -163,3 +234,8 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn exceptions into the standard shape."""
     for exc_class, handler in _HANDLERS.items():
         app.add_exception_handler(exc_class, handler)
+
+
+def short_traceback(exc: BaseException) -> str:
+    """The innermost frames of ``exc`` (and of its causes), as text."""
+    return "".join(traceback.format_exception(exc, limit=-TRACEBACK_FRAMES)).rstrip()

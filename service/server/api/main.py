@@ -19,13 +19,14 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from search_spaces import SweepSpec
 from service.server.api.context import AppContext
 from service.server.api.errors import install_error_handlers
 from service.server.api.metrics import AppMetrics
-from service.server.api.middleware import BodySizeLimit, RequestMetrics
+from service.server.api.middleware import Edge
 from service.server.api.routes import health, internal, streams, sweeps, trials
 from service.server.auth import ADMIN_TOKEN_FILE, ensure_admin_token, write_admin_token_file
 from service.server.db import Database
@@ -37,6 +38,7 @@ from service.server.launcher import DEFAULT_DRIVER_COMMAND, Launcher
 from service.server.migrations import upgrade
 from service.server.reconciler import Reconciler, Supervisor
 from service.settings import Settings, get_settings
+from service.wire import DriverEventsIn, ErrorPublic, ResumeRequest
 
 __all__ = ["ADMIN_TOKEN_FILE", "create_app"]
 
@@ -83,8 +85,10 @@ def create_app(
     install_error_handlers(app)
     for router in _ROUTERS:
         app.include_router(router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestMetrics, histogram=ctx.metrics.request_latency)
+    # Outermost of our layers: the body limit, the latency histogram, the 500 of last resort.
+    app.add_middleware(
+        Edge, max_bytes=settings.max_body_bytes, histogram=ctx.metrics.request_latency
+    )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -140,6 +144,7 @@ def _connect(ctx: AppContext) -> Dispatcher:
 def _stop(ctx: AppContext) -> None:
     if ctx.supervisor is not None:
         ctx.supervisor.stop()
+    ctx.cleaner.stop()
     if ctx.dispatcher is not None and ctx.owns_dispatcher:
         ctx.dispatcher.close()
     if ctx.head is not None:
@@ -147,21 +152,40 @@ def _stop(ctx: AppContext) -> None:
     ctx.db.dispose()
 
 
+_PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Schemas referenced by hand: the error body, and the bodies read by dependencies after
+# authentication (not FastAPI body parameters).
+_BODY_MODELS: dict[str, type[BaseModel]] = {
+    "ErrorPublic": ErrorPublic,  # every error answer (service.server.api.errors)
+    "SweepSpec": SweepSpec,
+    "ResumeRequest": ResumeRequest,
+    "DriverEventsIn": DriverEventsIn,
+}
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The OpenAPI document, with the sweep spec's JSON schema as ``SweepSpec``."""
+    """The OpenAPI document: every status each operation answers with its body, the schemas
+    of the bodies read after authentication (the sweep spec's as ``SweepSpec``), bearer auth."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
         title=app.title, version=app.version, summary=app.summary, routes=app.routes
     )
-    spec_schema = SweepSpec.model_json_schema(ref_template="#/components/schemas/{model}")
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components.update(spec_schema.pop("$defs", {}))
-    components["SweepSpec"] = spec_schema
-    schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+    for name, model in _BODY_MODELS.items():
+        model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(model_schema.pop("$defs", {}))
+        components[name] = model_schema
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)  # errors have one shape: ErrorPublic
+    schema["components"].setdefault("securitySchemes", {})["bearer"] = {
         "type": "http",
         "scheme": "bearer",
     }
     schema["security"] = [{"bearer": []}]
+    for path, operations in schema.get("paths", {}).items():
+        if path in _PUBLIC_PATHS:
+            for operation in operations.values():
+                operation["security"] = []
     app.openapi_schema = schema
     return schema

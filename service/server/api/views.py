@@ -6,19 +6,41 @@ from collections.abc import Mapping
 from typing import Any
 
 import yaml
+from fastapi import Response
+from pydantic import BaseModel, TypeAdapter
 
 from search_spaces import get_searchable
 from search_spaces.space import nest_dotted
+from service.server.crud import SweepRow
 from service.server.models import Sweep, Trial
 from service.settings import Settings
 from service.wire import BestPublic, BestSoFar, ObjectivePublic, SweepPublic, SweepState
 
-__all__ = ["best_public", "best_yaml", "job_overrides", "mlflow_url", "sweep_public"]
+__all__ = [
+    "best_public",
+    "best_yaml",
+    "job_overrides",
+    "json_response",
+    "mlflow_url",
+    "sweep_public",
+]
 
 DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
 
 
-def mlflow_url(settings: Settings, sweep: Sweep) -> str | None:
+def json_response(model: BaseModel, *, status_code: int = 200) -> Response:
+    """A model as a JSON response, serialized once (FastAPI does not validate it again)."""
+    adapter = _ADAPTERS.get(type(model))
+    if adapter is None:
+        adapter = _ADAPTERS[type(model)] = TypeAdapter(type(model))
+    return Response(adapter.dump_json(model), status_code=status_code, media_type=_JSON)
+
+
+_JSON = "application/json"
+_ADAPTERS: dict[type[BaseModel], TypeAdapter[Any]] = {}
+
+
+def mlflow_url(settings: Settings, sweep: Sweep | SweepRow) -> str | None:
     """The sweep's parent run (or experiment) in the MLflow UI."""
     if sweep.mlflow_experiment_id is None:
         return None
@@ -30,20 +52,21 @@ def mlflow_url(settings: Settings, sweep: Sweep) -> str | None:
     return f"{url}/runs/{sweep.mlflow_run_id}" if sweep.mlflow_run_id else url
 
 
-def _objective(sweep: Sweep) -> ObjectivePublic:
+def _objective(sweep: Sweep | SweepRow) -> ObjectivePublic:
     return ObjectivePublic.model_validate(
         {"metric": sweep.objective_metric, "mode": sweep.objective_mode}
     )
 
 
-def sweep_public(sweep: Sweep, counts: Mapping[str, int], settings: Settings) -> SweepPublic:
+def sweep_public(sweep: SweepRow, counts: Mapping[str, int], settings: Settings) -> SweepPublic:
+    """A sweep row of :func:`service.server.crud.sweep_row` as the API shows it."""
     best = None
     if sweep.best_trial_id is not None and sweep.best_value is not None:
         best = BestSoFar(trial_id=sweep.best_trial_id, value=sweep.best_value)
     return SweepPublic(
         id=sweep.id,
         name=sweep.name,
-        owner=sweep.owner.name,
+        owner=sweep.owner_name,
         state=SweepState(sweep.state),
         reason=sweep.reason,
         objective=_objective(sweep),
@@ -75,7 +98,7 @@ def job_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def best_public(sweep: Sweep, trial: Trial | None) -> BestPublic | None:
+def best_public(sweep: Sweep | SweepRow, trial: Trial | None) -> BestPublic | None:
     """The best trial: the driver's final word if it sent one, else the best one stored."""
     if sweep.best and sweep.best.get("trial_id"):
         best = sweep.best

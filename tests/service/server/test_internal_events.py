@@ -25,17 +25,17 @@ def _history() -> list[dict[str, Any]]:
     return [
         event("sweep_running", mlflow_experiment_id="7", mlflow_run_id="parent"),
         event("trial_started", trial_id="a", number=1, params={"lr": 0.1}, mlflow_run_id="ra"),
-        event("trial_metrics", trial_id="a", epoch=1, metrics={"accuracy": 0.4, "loss": 1.0}),
-        event("trial_metrics", trial_id="a", epoch=2, metrics={"accuracy": 0.6, "loss": 0.7}),
+        event("trial_metrics", trial_id="a", epoch=1, metrics={"val_accuracy": 0.4, "loss": 1.0}),
+        event("trial_metrics", trial_id="a", epoch=2, metrics={"val_accuracy": 0.6, "loss": 0.7}),
         event("trial_finished", trial_id="a", status="completed", error=None, metrics=None),
         event("trial_started", trial_id="b", number=2, params={"lr": 0.9}, mlflow_run_id=None),
-        event("trial_metrics", trial_id="b", epoch=1, metrics={"accuracy": float("nan")}),
+        event("trial_metrics", trial_id="b", epoch=1, metrics={"val_accuracy": float("nan")}),
         event(
             "trial_finished",
             trial_id="b",
             status="diverged",
             error="\n".join(f"line {i}" for i in range(100)),
-            metrics={"accuracy": None},
+            metrics={"val_accuracy": None},
         ),
         event("heartbeat"),
     ]
@@ -80,20 +80,25 @@ def test_events_are_applied_and_idempotent(api: Api) -> None:
     assert sweep["best"] == {"trial_id": "a", "value": 0.6}
     a, b = once["trials"]
     assert [e["epoch"] for e in a["epochs"]] == [1, 2]
-    assert a["metrics"]["accuracy"] == 0.6 and a["mlflow_run_id"] == "ra"
-    assert b["epochs"][0]["metrics"]["accuracy"] is None  # NaN stored as null
+    assert a["metrics"]["val_accuracy"] == 0.6 and a["mlflow_run_id"] == "ra"
+    assert b["epochs"][0]["metrics"]["val_accuracy"] is None  # NaN stored as null
     assert b["error"].splitlines()[-1] == "line 99" and len(b["error"].splitlines()) == 30
 
 
-def test_sweep_finished_ends_the_sweep_and_later_events_are_ignored(api: Api) -> None:
+def test_sweep_finished_ends_the_sweep_and_its_driver_token(api: Api) -> None:
     sweep_id = api.submit(api.user())
     driver = api.launch(sweep_id)
     api.push(sweep_id, driver, *_history()[:5])
-    best = {"trial_id": "a", "params": {"lr": 0.1}, "metrics": {"accuracy": 0.6}, "value": 0.6}
+    best = {"trial_id": "a", "params": {"lr": 0.1}, "metrics": {"val_accuracy": 0.6}, "value": 0.6}
     done = api.push(sweep_id, driver, event("sweep_finished", state="succeeded", best=best))
     assert done["state"] == "succeeded"
-    late = api.push(sweep_id, driver, event("trial_started", trial_id="z", number=9, params={}))
-    assert late == {"applied": 0, "ignored": 1, "state": "succeeded"}
+    late = api.client.post(
+        f"/internal/v1/sweeps/{sweep_id}/events",
+        json={"events": [event("trial_started", trial_id="z", number=9, params={})]},
+        headers=driver,
+    )
+    assert late.status_code == 401  # the sweep ended: its driver token with it
+    assert api.client.get(f"/internal/v1/sweeps/{sweep_id}/spec", headers=driver).status_code == 401
     shown = api.client.get(f"/v1/sweeps/{sweep_id}", headers=api.admin).json()
     assert shown["finished_at"] is not None and shown["reason"] is None
     assert api.client.get(f"/v1/sweeps/{sweep_id}/best", headers=api.admin).json()["params"] == {

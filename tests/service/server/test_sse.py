@@ -42,7 +42,7 @@ def test_stream_delivers_live_events_and_closes_at_the_final_state(api: Api) -> 
             sweep_id,
             driver,
             event("trial_started", trial_id="t", number=1, params={"lr": 0.1}),
-            event("trial_metrics", trial_id="t", epoch=1, metrics={"accuracy": 0.9}),
+            event("trial_metrics", trial_id="t", epoch=1, metrics={"val_accuracy": 0.9}),
         )
         time.sleep(0.3)
         api.push(

@@ -66,7 +66,7 @@ def test_restarting_the_api_loses_nothing(database_url: str, tmp_path: Path) -> 
         events = [
             event("sweep_running"),
             event("trial_started", trial_id="t", number=1, params={"lr": 0.1}),
-            event("trial_metrics", trial_id="t", epoch=1, metrics={"accuracy": 0.5}),
+            event("trial_metrics", trial_id="t", epoch=1, metrics={"val_accuracy": 0.5}),
             event("trial_finished", trial_id="t", status="completed"),
         ]
         push = f"{live.url}/internal/v1/sweeps/{sweep_id}/events"

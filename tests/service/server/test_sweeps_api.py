@@ -18,7 +18,7 @@ def test_submit_json_returns_201_with_location(api: Api) -> None:
     body = response.json()
     assert response.headers["location"] == f"/v1/sweeps/{body['id']}"
     assert body["state"] == "queued"
-    assert body["objective"] == {"metric": "accuracy", "mode": "max"}
+    assert body["objective"] == {"metric": "val_accuracy", "mode": "max"}
     assert body["num_trials"] == 4
     assert body["trial_counts"]["running"] == 0
     assert body["spec"]["job"]["workload"] == "mnist1d"
@@ -243,9 +243,9 @@ def test_best_and_its_yaml_fragment(api: Api) -> None:
         driver,
         event("sweep_running"),
         event("trial_started", trial_id="t1", number=1, params={"lr": 0.1}),
-        event("trial_metrics", trial_id="t1", epoch=1, metrics={"accuracy": 0.5}),
+        event("trial_metrics", trial_id="t1", epoch=1, metrics={"val_accuracy": 0.5}),
         event("trial_started", trial_id="t2", number=2, params={"lr": 0.3}),
-        event("trial_metrics", trial_id="t2", epoch=1, metrics={"accuracy": 0.7}),
+        event("trial_metrics", trial_id="t2", epoch=1, metrics={"val_accuracy": 0.7}),
     )
     best = api.client.get(f"/v1/sweeps/{sweep_id}/best", headers=headers).json()
     assert best["trial_id"] == "t2" and best["value"] == 0.7

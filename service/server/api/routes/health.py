@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -9,12 +10,15 @@ import httpx
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 
 from service.server.api.context import AppContext
 from service.server.api.deps import ContextDep
 from service.server.api.errors import ApiError
 from service.server.dispatch.base import DispatcherUnavailable
+from service.wire import ErrorBody
 
 __all__ = ["router"]
 
@@ -71,17 +75,38 @@ def _writable(directory: Path) -> bool:
     return False
 
 
-_CHECKS = {"database": _database, "ray": _ray, "mlflow": _mlflow}
+_CHECKS = {"ray": _ray, "mlflow": _mlflow}
 
 
-@router.get("/healthz", summary="The process is up")
-def healthz() -> dict[str, str]:
+class HealthPublic(BaseModel):
+    status: str
+
+
+class ReadyPublic(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+class NotReadyPublic(BaseModel):
+    error: ErrorBody
+    checks: dict[str, str]
+
+
+@router.get("/healthz", summary="The process is up", response_model=HealthPublic)
+async def healthz() -> dict[str, str]:
     return {"status": OK}
 
 
-@router.get("/readyz", summary="Database, Ray and MLflow answer (503 says which does not)")
-def readyz(ctx: ContextDep) -> Response:
-    checks = {name: check(ctx) for name, check in _CHECKS.items()}
+@router.get(
+    "/readyz",
+    summary="Database, Ray and MLflow answer (503 says which does not)",
+    response_model=ReadyPublic,
+    responses={503: {"model": NotReadyPublic, "description": "What is down (`not_ready`)"}},
+)
+async def readyz(ctx: ContextDep) -> Response:
+    checks = {"database": await ctx.run_db(functools.partial(_database, ctx))}
+    for name, check in _CHECKS.items():
+        checks[name] = await run_in_threadpool(check, ctx)
     failing = {name: status for name, status in checks.items() if status != OK}
     if not failing:
         return JSONResponse({"status": "ready", "checks": checks})
@@ -92,6 +117,12 @@ def readyz(ctx: ContextDep) -> Response:
     return JSONResponse(body, status_code=503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
-def metrics(ctx: ContextDep) -> Response:
-    return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+async def metrics(ctx: ContextDep) -> Response:
+    text = await ctx.run_db(functools.partial(generate_latest, ctx.metrics.registry))
+    return Response(text, media_type=CONTENT_TYPE_LATEST)

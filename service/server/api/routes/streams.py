@@ -1,26 +1,42 @@
 """Streams: ``/v1/sweeps/{id}/events`` (Server-Sent Events) and ``/v1/sweeps/{id}/logs``.
 
 The event stream replays the sweep's log after ``Last-Event-ID`` (each event's ``id`` is its
-``seq``), then follows it live; it ends once the sweep is in a final state and every event up to
+``seq``, so the header is a whole number from 0 to 2**31 - 1, like ``?after=``; anything else
+is 422), then follows it live; it ends once the sweep is in a final state and every event up to
 that state change was sent. The log endpoint shows the driver's Ray job log (``?tail=N`` lines;
 ``?follow=true`` keeps streaming until the job ends).
+
+Both authenticate and look the sweep up in the request's session, which closes before the
+stream starts; the stream then reads the log in short transactions of its own, each through
+the app's database gate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from search_spaces import FieldError
 from service.server import crud
-from service.server.api.deps import ContextDep, CurrentUser
-from service.server.api.errors import ApiError
+from service.server.api.deps import (
+    MAX_INT32,
+    ContextDep,
+    CurrentUser,
+    SessionDep,
+    SweepIdPath,
+    pause_session,
+)
+from service.server.api.errors import ApiError, error_responses
 from service.server.dispatch.base import DispatcherUnavailable
+from service.server.models import Sweep
 from service.wire import FINAL_SWEEP_STATES, SweepState
 
 __all__ = ["router"]
@@ -33,8 +49,38 @@ LOG_POLL_S = 1.0
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+# One Server-Sent Event as a client reads it (the data is the event's JSON, as text).
+_SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "event": {"type": "string"},
+        "data": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+}
+
+
 def _sse(seq: int, type_: str, data: dict[str, Any]) -> str:
     return f"id: {seq}\nevent: {type_}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _last_event_id(header: str | None) -> int | None:
+    if header is None or not header.strip():
+        return None
+    text = header.strip()
+    if not text.isdigit() or not text.isascii() or int(text) > MAX_INT32:
+        raise ApiError.invalid(
+            [
+                FieldError(
+                    "Last-Event-ID",
+                    f"{text[:40]!r} is not an event id: send the id of the last event "
+                    f"received, a whole number from 0 to {MAX_INT32}",
+                )
+            ],
+            code="invalid_request",
+        )
+    return int(text)
 
 
 @router.get(
@@ -42,30 +88,46 @@ def _sse(seq: int, type_: str, data: dict[str, Any]) -> str:
     summary="Follow a sweep's events (Server-Sent Events)",
     response_model=None,
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {
+            "content": {"text/event-stream": {"schema": _SSE_EVENT}},
+            "description": "The sweep's log after the given id, then live, until its end: "
+            "events `id: <seq>`, `event: <type>`, `data: <JSON>`",
+        },
+        **error_responses(401, 404, 422, 503),
+    },
 )
 async def sweep_events(
-    sweep_id: str,
-    request: Request,
     user: CurrentUser,
+    session: SessionDep,
     ctx: ContextDep,
-    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID")] = None,
-    after: Annotated[int | None, Query(ge=0, description="like Last-Event-ID")] = None,
+    request: Request,
+    sweep_id: SweepIdPath,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=32,
+            description=f"resume after this event id (0 to {MAX_INT32})",
+        ),
+    ] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_INT32, description="like Last-Event-ID")
+    ] = None,
 ) -> StreamingResponse:
-    def check() -> None:
-        with ctx.db.read() as session:
-            crud.get_sweep(session, sweep_id=sweep_id, user=user)
-
-    await run_in_threadpool(check)
-    start = last_event_id if last_event_id is not None else (after or 0)
+    resumed = _last_event_id(last_event_id)
+    crud.check_visible(session, sweep_id=sweep_id, user=user)
+    await pause_session(session)  # the stream holds no transaction (it reads on its own)
+    start = resumed if resumed is not None else (after or 0)
 
     def read(seq: int) -> tuple[list[tuple[int, str, dict[str, Any]]], str, int] | None:
-        with ctx.db.read() as session:
-            try:
-                sweep = crud.get_sweep(session, sweep_id=sweep_id)
-            except crud.SweepNotFound:
+        with ctx.db.read() as own:
+            sweep = own.execute(
+                select(Sweep.state, Sweep.event_seq).where(Sweep.id == sweep_id)
+            ).first()
+            if sweep is None:
                 return None  # deleted while followed
-            rows = crud.events_after(session, sweep_id=sweep_id, seq=seq)
+            rows = crud.events_after(own, sweep_id=sweep_id, seq=seq)
             out = [
                 (
                     row.seq,
@@ -90,7 +152,7 @@ async def sweep_events(
             yield "retry: 2000\n\n"
             while True:
                 waiter.clear()
-                result = await run_in_threadpool(read, seq)
+                result = await ctx.run_db(functools.partial(read, seq))
                 if result is None:
                     return
                 rows, state, last_seq = result
@@ -129,21 +191,27 @@ def _tail(text: str, lines: int | None) -> str:
     summary="The driver's log (Ray job logs)",
     response_model=None,
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}}}},
+    responses={
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "The log (followed: streamed until the driver's job ends)",
+        },
+        **error_responses(401, 404, 422, 503),
+    },
 )
 async def sweep_logs(
-    sweep_id: str,
-    request: Request,
     user: CurrentUser,
+    session: SessionDep,
     ctx: ContextDep,
-    tail: Annotated[int | None, Query(ge=0, description="only the last N lines")] = None,
+    request: Request,
+    sweep_id: SweepIdPath,
+    tail: Annotated[
+        int | None, Query(ge=0, le=1_000_000, description="only the last N lines")
+    ] = None,
     follow: Annotated[bool, Query(description="keep streaming until the driver ends")] = False,
 ) -> PlainTextResponse | StreamingResponse:
-    def job_id() -> str | None:
-        with ctx.db.read() as session:
-            return crud.get_sweep(session, sweep_id=sweep_id, user=user).ray_job_id
-
-    job = await run_in_threadpool(job_id)
+    job: str | None = crud.sweep_row(session, sweep_id=sweep_id, user=user).ray_job_id
+    await pause_session(session)
     dispatcher = ctx.dispatcher
     if job is None or dispatcher is None:
         return PlainTextResponse("")

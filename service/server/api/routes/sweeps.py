@@ -1,24 +1,55 @@
-"""``/v1/sweeps``: submit, list, show, cancel, resume, delete, best."""
+"""``/v1/sweeps``: submit, list, show, cancel, resume, delete, best.
+
+Each handler authenticates first (:data:`CurrentUser`, see :mod:`service.server.api.deps`),
+then reads what it needs in the request's session; a handler that changes something does so
+in one write transaction of that session. Answers are serialized once
+(:func:`~service.server.api.views.json_response`).
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
+import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import PlainTextResponse
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from search_spaces import SweepSpec
+from search_spaces import FieldError, SweepSpec
 from service.server import cleanup, crud
-from service.server.api.deps import ContextDep, CurrentUser, SessionDep, SettingsDep
-from service.server.api.errors import ApiError
-from service.server.api.spec_body import SPEC_REQUEST_BODY, SpecBody
-from service.server.api.views import best_public, best_yaml, sweep_public
+from service.server.api.bodies import (
+    SPEC_REQUEST_BODY,
+    json_request_body,
+    load_spec_body,
+    media_type,
+    parse_model,
+    read_body,
+)
+from service.server.api.deps import (
+    MAX_INT32,
+    ContextDep,
+    CurrentUser,
+    SessionDep,
+    SettingsDep,
+    SweepIdPath,
+    context_of,
+)
+from service.server.api.errors import ApiError, error_responses
+from service.server.api.views import best_public, best_yaml, json_response, sweep_public
+from service.server.auth import Caller
 from service.server.dispatch.base import DispatcherUnavailable
 from service.server.models import Sweep
-from service.server.policy import placement_problems, policy_errors, trial_budget_error
+from service.server.policy import (
+    placement_problems,
+    policy_errors,
+    storable_errors,
+    trial_budget_error,
+)
 from service.server.states import IllegalTransition
+from service.settings import Settings
 from service.wire import (
     ACTIVE_SWEEP_STATES,
     FINAL_SWEEP_STATES,
@@ -35,6 +66,10 @@ __all__ = ["router"]
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
+
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,128}$"
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+_REPLAYED = "Idempotent-Replayed"
 
 
 def _check_cluster(ctx: ContextDep, spec: SweepSpec, *, required: bool) -> dict[str, Any] | None:
@@ -58,70 +93,218 @@ def _check_cluster(ctx: ContextDep, spec: SweepSpec, *, required: bool) -> dict[
     return numbers
 
 
-def _public(session: SessionDep, ctx: ContextDep, sweep: Sweep) -> SweepPublic:
-    counts = crud.trial_counts(session, sweep_ids=[sweep.id])[sweep.id]
-    return sweep_public(sweep, counts, ctx.settings)
+def _shown(session: Session, settings: Settings, sweep_id: str, status_code: int) -> Response:
+    row, counts = crud.sweep_with_counts(session, sweep_id=sweep_id)
+    return json_response(sweep_public(row, counts, settings), status_code=status_code)
+
+
+# -- submission -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What :func:`admit_submission` decided: the caller, its key, an earlier sweep with it."""
+
+    user: Caller
+    dry_run: bool
+    idempotency_key: str | None
+    earlier: Sweep | None
+
+
+def admit_submission(
+    user: CurrentUser,
+    session: SessionDep,
+    ctx: ContextDep,
+    dry_run: Annotated[bool, Query(description="validate only; store nothing")] = False,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=128,
+            description="a retry with the same key returns the sweep the first attempt "
+            "created (1 to 128 printable ASCII characters; dry runs ignore it)",
+        ),
+    ] = None,
+) -> Admission:
+    """After authentication, before the body is read: replay or rate limit (429)."""
+    if dry_run or not idempotency_key:
+        idempotency_key = None  # a dry run stores nothing; an empty header is no key
+    if idempotency_key is not None:
+        if not _IDEMPOTENCY_KEY.match(idempotency_key):
+            raise ApiError.invalid(
+                [
+                    FieldError(
+                        "Idempotency-Key", "use 1 to 128 printable ASCII characters (no spaces)"
+                    )
+                ],
+                code="invalid_request",
+            )
+        earlier = crud.sweep_by_idempotency_key(session, owner=user, key=idempotency_key)
+        if earlier is not None:
+            return Admission(user, dry_run, idempotency_key, earlier)
+    wait_s = ctx.limiter.acquire(user.id)
+    if wait_s is not None:
+        settings = ctx.settings
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many submissions: at most {settings.submission_burst} at once and "
+            f"{settings.submissions_per_minute:g} a minute per user; retry in {wait_s:g} s",
+            details=[{"retry_after_s": wait_s}],
+            headers={"Retry-After": str(max(1, round(wait_s + 0.5)))},
+        )
+    return Admission(user, dry_run, idempotency_key, None)
+
+
+AdmissionDep = Annotated[Admission, Depends(admit_submission)]
+
+
+async def read_submitted_spec(
+    request: Request, session: SessionDep, admission: AdmissionDep
+) -> SweepSpec:
+    """The spec in the body, read and validated once the submission was admitted."""
+    raw = await read_body(request, session)
+    return await load_spec_body(raw, media_type(request))
+
+
+SpecBody = Annotated[SweepSpec, Depends(read_submitted_spec)]
+
+
+def _spec_errors(spec: SweepSpec, settings: Settings) -> list[FieldError]:
+    return [*policy_errors(spec, settings), *storable_errors(spec.stored_form())]
+
+
+def _replay(session: Session, ctx: ContextDep, spec: SweepSpec, earlier: Sweep) -> Response:
+    if earlier.spec_hash != spec.content_hash():
+        raise ApiError.invalid(
+            [
+                FieldError(
+                    "Idempotency-Key",
+                    f"this key was used for sweep {earlier.id} with another spec: use a new "
+                    "key for a new submission",
+                )
+            ],
+            code="idempotency_key_reused",
+        )
+    response = _shown(session, ctx.settings, earlier.id, 201)
+    response.headers["Location"] = f"/v1/sweeps/{earlier.id}"
+    response.headers[_REPLAYED] = "true"
+    return response
 
 
 @router.post(
     "",
     status_code=201,
-    response_model=SweepPublic | DryRunPublic,
+    response_model=SweepPublic,
     openapi_extra=SPEC_REQUEST_BODY,
     summary="Submit a sweep (or validate it with dry_run=true)",
+    responses={
+        200: {"model": DryRunPublic, "description": "dry_run=true: the verdict; nothing stored"},
+        201: {
+            "model": SweepPublic,
+            "description": "The sweep, queued (or, for a retried Idempotency-Key, the sweep "
+            "the first attempt created, with `Idempotent-Replayed: true`)",
+        },
+        **error_responses(400, 401, 413, 415, 422, 429, 503),
+    },
 )
 def create_sweep(
+    admission: AdmissionDep,
     spec: SpecBody,
-    user: CurrentUser,
+    session: SessionDep,
     ctx: ContextDep,
-    response: Response,
-    dry_run: Annotated[bool, Query(description="validate only; store nothing")] = False,
-) -> SweepPublic | DryRunPublic:
-    errors = policy_errors(spec, ctx.settings)
+) -> Response:
+    dry_run = admission.dry_run
+    if admission.earlier is not None:
+        return _replay(session, ctx, spec, admission.earlier)
+    errors = _spec_errors(spec, ctx.settings)
     if errors:
         raise ApiError.invalid(errors)
     resources = _check_cluster(ctx, spec, required=dry_run)
     if dry_run:
-        response.status_code = 200
-        return DryRunPublic(spec=spec.model_dump(mode="json"), resources=resources)
-    with ctx.db.write() as session:
-        sweep = crud.create_sweep(session, owner=user, spec=spec)
+        return json_response(DryRunPublic(spec=spec.model_dump(mode="json"), resources=resources))
+    key = admission.idempotency_key
+    try:
+        with ctx.db.writing(session):
+            earlier = (
+                crud.sweep_by_idempotency_key(session, owner=admission.user, key=key)
+                if key is not None
+                else None
+            )
+            if earlier is None:
+                sweep_id = crud.create_sweep(
+                    session, owner=admission.user, spec=spec, idempotency_key=key
+                ).id
+    except IntegrityError:  # the same key, submitted at the same moment elsewhere
+        if key is None:
+            raise
+        earlier = crud.sweep_by_idempotency_key(session, owner=admission.user, key=key)
+        if earlier is None:
+            raise
+    if earlier is not None:
+        return _replay(session, ctx, spec, earlier)
     ctx.wake()
-    response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
-    with ctx.db.read() as session:
-        return _public(session, ctx, crud.get_sweep(session, sweep_id=sweep.id))
+    response = _shown(session, ctx.settings, sweep_id, 201)
+    response.headers["Location"] = f"/v1/sweeps/{sweep_id}"
+    return response
 
 
-@router.get("", response_model=SweepsPublic, summary="List sweeps (newest first)")
+# -- reading --------------------------------------------------------------------------------
+
+
+@router.get(
+    "",
+    response_model=SweepsPublic,
+    summary="List sweeps (newest first)",
+    responses=error_responses(401, 422, 503),
+)
 def list_sweeps(
-    session: SessionDep,
     user: CurrentUser,
+    session: SessionDep,
     settings: SettingsDep,
     state: Annotated[list[SweepState] | None, Query(description="filter by state")] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT32)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> SweepsPublic:
-    sweeps, count = crud.list_sweeps(
+) -> Response:
+    rows, count = crud.list_sweeps(
         session, user=user, states=state or (), offset=offset, limit=limit
     )
-    counts = crud.trial_counts(session, sweep_ids=[sweep.id for sweep in sweeps])
-    return SweepsPublic(
-        data=[sweep_public(sweep, counts[sweep.id], settings) for sweep in sweeps], count=count
+    counts = crud.trial_counts(session, sweep_ids=[row.id for row in rows])
+    page = SweepsPublic(
+        data=[sweep_public(row, counts[row.id], settings) for row in rows], count=count
     )
+    return json_response(page)
 
 
-@router.get("/{sweep_id}", response_model=SweepPublic, summary="Show a sweep")
-def get_sweep(
-    sweep_id: str, session: SessionDep, user: CurrentUser, ctx: ContextDep
-) -> SweepPublic:
-    return _public(session, ctx, crud.get_sweep(session, sweep_id=sweep_id, user=user))
+@router.get(
+    "/{sweep_id}",
+    response_model=SweepPublic,
+    summary="Show a sweep",
+    responses=error_responses(401, 404, 422, 503),
+)
+async def get_sweep(
+    user: CurrentUser, session: SessionDep, request: Request, sweep_id: SweepIdPath
+) -> Response:
+    # One indexed read on the event loop (cheaper than a thread hop; see get_current_user).
+    row, counts = crud.sweep_with_counts(session, sweep_id=sweep_id, user=user)
+    session.close()  # everything is read: the connection goes back before the answer is built
+    return json_response(sweep_public(row, counts, context_of(request).settings))
+
+
+# -- actions --------------------------------------------------------------------------------
 
 
 @router.post(
-    "/{sweep_id}/cancel", response_model=SweepPublic, status_code=202, summary="Cancel a sweep"
+    "/{sweep_id}/cancel",
+    response_model=SweepPublic,
+    status_code=202,
+    summary="Cancel a sweep",
+    responses=error_responses(401, 404, 409, 422, 503),
 )
-def cancel_sweep(sweep_id: str, user: CurrentUser, ctx: ContextDep) -> SweepPublic:
-    with ctx.db.write() as session:
+def cancel_sweep(
+    user: CurrentUser, session: SessionDep, ctx: ContextDep, sweep_id: SweepIdPath
+) -> Response:
+    with ctx.db.writing(session):
         sweep = crud.lock_sweep(session, sweep_id=sweep_id, user=user)
         job_id = sweep.ray_job_id
         if sweep.state == SweepState.QUEUED.value:
@@ -138,8 +321,15 @@ def cancel_sweep(sweep_id: str, user: CurrentUser, ctx: ContextDep) -> SweepPubl
     if job_id is not None and ctx.launcher is not None:
         ctx.launcher.stop_driver(job_id)
     ctx.wake()
-    with ctx.db.read() as session:
-        return _public(session, ctx, crud.get_sweep(session, sweep_id=sweep_id))
+    return _shown(session, ctx.settings, sweep_id, 202)
+
+
+async def read_resume_body(
+    request: Request, user: CurrentUser, session: SessionDep
+) -> ResumeRequest | None:
+    """The optional ``{"add_trials": N}`` body, read once the caller is known."""
+    raw = await read_body(request, session)
+    return parse_model(raw, media_type(request), ResumeRequest, required=False)
 
 
 @router.post(
@@ -147,15 +337,18 @@ def cancel_sweep(sweep_id: str, user: CurrentUser, ctx: ContextDep) -> SweepPubl
     response_model=SweepPublic,
     status_code=202,
     summary="Resume a finished sweep (optionally with more trials)",
+    openapi_extra=json_request_body("ResumeRequest", required=False),
+    responses=error_responses(400, 401, 404, 409, 413, 415, 422, 503),
 )
 def resume_sweep(
-    sweep_id: str,
     user: CurrentUser,
+    body: Annotated[ResumeRequest | None, Depends(read_resume_body)],
+    session: SessionDep,
     ctx: ContextDep,
-    body: Annotated[ResumeRequest | None, Body()] = None,
-) -> SweepPublic:
+    sweep_id: SweepIdPath,
+) -> Response:
     add_trials = body.add_trials if body is not None else 0
-    with ctx.db.write() as session:
+    with ctx.db.writing(session):
         sweep = crud.lock_sweep(session, sweep_id=sweep_id, user=user)
         if SweepState(sweep.state) not in FINAL_SWEEP_STATES:
             raise IllegalTransition(
@@ -170,13 +363,19 @@ def resume_sweep(
         crud.set_state(session, sweep=sweep, target=SweepState.QUEUED)
     ctx.changed(sweep_id)
     ctx.wake()
-    with ctx.db.read() as session:
-        return _public(session, ctx, crud.get_sweep(session, sweep_id=sweep_id))
+    return _shown(session, ctx.settings, sweep_id, 202)
 
 
-@router.delete("/{sweep_id}", status_code=204, summary="Delete a sweep that is not running")
-def delete_sweep(sweep_id: str, user: CurrentUser, ctx: ContextDep) -> Response:
-    with ctx.db.write() as session:
+@router.delete(
+    "/{sweep_id}",
+    status_code=204,
+    summary="Delete a sweep that is not running",
+    responses={204: {"description": "Deleted"}, **error_responses(401, 404, 409, 422, 503)},
+)
+def delete_sweep(
+    user: CurrentUser, session: SessionDep, ctx: ContextDep, sweep_id: SweepIdPath
+) -> Response:
+    with ctx.db.writing(session):
         sweep = crud.lock_sweep(session, sweep_id=sweep_id, user=user)
         if SweepState(sweep.state) in ACTIVE_SWEEP_STATES:
             raise IllegalTransition(
@@ -186,17 +385,8 @@ def delete_sweep(sweep_id: str, user: CurrentUser, ctx: ContextDep) -> Response:
         experiment_id = sweep.mlflow_experiment_id
         session.delete(sweep)
     ctx.changed(sweep_id)
-    threading.Thread(
-        target=cleanup.remove_sweep_artifacts,
-        kwargs={
-            "settings": ctx.settings,
-            "sweep_id": sweep_id,
-            "mlflow_experiment_id": experiment_id,
-            "mlflow_run_ids": [run_id for run_id in run_ids if run_id],
-        },
-        name=f"extrap-cleanup-{sweep_id}",
-        daemon=True,
-    ).start()
+    leftovers = tuple(run_id for run_id in run_ids if run_id)
+    ctx.cleaner.submit(cleanup.SweepLeftovers(sweep_id, experiment_id, leftovers))
     return Response(status_code=204)
 
 
@@ -204,15 +394,31 @@ def delete_sweep(sweep_id: str, user: CurrentUser, ctx: ContextDep) -> Response:
     "/{sweep_id}/best",
     response_model=None,
     summary="The best trial so far (?format=yaml: a job override block)",
-    responses={200: {"model": BestPublic, "content": {"application/yaml": {}}}},
+    responses={
+        200: {
+            "model": BestPublic,
+            "content": {
+                "application/yaml": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["job"],
+                        "properties": {"job": {"type": "object"}},
+                        "description": "a `job:` block with the best values, to paste",
+                    }
+                }
+            },
+            "description": "The best trial (JSON), or a `job:` block (YAML)",
+        },
+        **error_responses(401, 404, 422, 503),
+    },
 )
 def get_best(
-    sweep_id: str,
-    session: SessionDep,
     user: CurrentUser,
+    session: SessionDep,
+    sweep_id: SweepIdPath,
     format: Annotated[Literal["json", "yaml"], Query()] = "json",
-) -> BestPublic | PlainTextResponse:
-    sweep = crud.get_sweep(session, sweep_id=sweep_id, user=user)
+) -> Response:
+    sweep = crud.sweep_row(session, sweep_id=sweep_id, user=user)
     trial = None
     if sweep.best_trial_id is not None:
         trial = crud.get_trial(session, sweep_id=sweep.id, trial_id=sweep.best_trial_id)
@@ -221,4 +427,4 @@ def get_best(
         raise ApiError(404, "no_best_yet", "no trial has reported the objective metric yet")
     if format == "yaml":
         return PlainTextResponse(best_yaml(best, sweep.name), media_type="application/yaml")
-    return best
+    return json_response(best)
