@@ -36,7 +36,7 @@ def _play_trials(cli: Cli, sweep_id: str, driver: dict[str, str]) -> None:
         cli.api.push(
             sweep_id,
             driver,
-            event("trial_metrics", trial_id=trial_id, epoch=1, metrics={"accuracy": accuracy}),
+            event("trial_metrics", trial_id=trial_id, epoch=1, metrics={"val_accuracy": accuracy}),
             event("trial_finished", trial_id=trial_id, status="completed"),
         )
 
@@ -54,7 +54,7 @@ def test_watch_follows_a_sweep_to_success_and_exits_0(cli: Cli) -> None:
     assert watcher.returncode == 0, err
     assert f"sweep {sweep_id} succeeded" in out
     assert "2/4" in out  # the bar's finished/total
-    assert "best trial t1: accuracy = 0.7" in out
+    assert "best trial t1: val_accuracy = 0.7" in out
 
 
 def test_watch_exits_1_when_the_sweep_fails(cli: Cli) -> None:
