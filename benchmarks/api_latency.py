@@ -1,22 +1,30 @@
-"""Benchmark: latency of ``GET /v1/sweeps/{id}`` under 50 concurrent clients.
+"""Benchmark: server CPU and latency of an authenticated ``GET /v1/sweeps/{id}``.
 
-Run ``.venv/bin/python benchmarks/api_latency.py`` (about 15 s) or with ``--quick`` (a smoke
-run of a couple of seconds whose figures are too noisy to quote). It prints one JSON document
-to stdout and always exits 0: nothing is asserted about speed.
+Run ``.venv/bin/python benchmarks/api_latency.py`` (about a minute and a half) or with
+``--quick`` (a smoke run of a few seconds whose figures are too noisy to quote). It prints one
+JSON document to stdout and always exits 0: nothing is asserted about speed.
 
-Setup: a real uvicorn server (one worker, in a subprocess so that the clients do not share its
-GIL) on a fresh SQLite database, with a stand-in cluster (no Ray: the request under test never
-talks to it). One sweep with ``--trials`` trials of 5 epochs each is stored through the
-driver's events endpoint, so the sweep's trial counts are computed over real rows. Then
-``--clients`` ``httpx.AsyncClient`` tasks each send requests back to back for ``--duration``
-seconds, after a one-second warm-up. Reported: requests, errors, throughput, and the p50, p90,
-p99 and max latency in milliseconds (client-side, including the local HTTP round trip).
+Setup, per database (SQLite, and PostgreSQL when ``EXTRAP_BENCH_POSTGRES_DSN`` or the test
+default reaches one): a real uvicorn server (one process, one worker) pinned to CPU 0, on a
+fresh database, with a stand-in cluster (no Ray: the request under test never talks to it).
+One sweep with ``--trials`` trials of 5 epochs each is stored through the driver's events
+endpoint, so its trial counts are computed over real rows. The load generator (this process,
+a minimal keep-alive HTTP/1.1 client on asyncio, so that it costs the server's core nothing)
+is pinned to CPU 1. For each number of clients (``--clients``, default 1, 10, 50, 200) the
+clients send requests back to back for ``--duration`` seconds after a warm-up.
+
+Reported per run: requests, errors, requests/s, client-side p50/p90/p99/max latency in ms,
+and ``server_cpu_ms_per_request``: the server process's CPU time (user + system, all its
+threads, from ``/proc/PID/stat``) over the measured window ÷ the requests answered in it.
+The top-level figures repeat the headline run (the first database, the client count nearest
+50) so that one number can be quoted.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -26,7 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +43,16 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_TOKEN = "ext_benchmark-admin-token-000000000000000000000"
+POSTGRES_DSN = os.environ.get(
+    "EXTRAP_BENCH_POSTGRES_DSN",
+    os.environ.get(
+        "EXTRAP_TEST_POSTGRES_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=test"
+    ),
+)
+SERVER_CPU, CLIENT_CPU = 0, 1
+_ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+_BODIES: dict[str, bytes] = {}
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class _StaticCluster:
@@ -68,15 +87,42 @@ class _StaticCluster:
         pass
 
 
-def serve(home: Path, port: int) -> None:
+def _settings(home: Path, port: int, database_url: str) -> Any:
+    from service.settings import Settings
+
+    return Settings(
+        home=home,
+        port=port,
+        database_url=database_url,
+        admin_token=ADMIN_TOKEN,
+        data_roots=[home],
+    )
+
+
+def serve(home: Path, port: int, database_url: str) -> None:
     """The server side (run in a subprocess)."""
     import uvicorn
 
     from service.server.api.main import create_app
-    from service.settings import Settings
 
-    settings = Settings(home=home, port=port, admin_token=ADMIN_TOKEN, data_roots=[home])
+    settings = _settings(home, port, database_url)
     app = create_app(settings, dispatcher=_StaticCluster(), supervise=False)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def serve_reference(port: int, body_file: Path) -> None:
+    """The floor (run in a subprocess): FastAPI and uvicorn answering the same bytes, no
+    database, no authentication: what any request costs here before the service's own work."""
+    import uvicorn
+    from fastapi import FastAPI, Response
+
+    body = body_file.read_bytes()
+    app = FastAPI()
+
+    @app.get("/v1/sweeps/{sweep_id}")
+    async def sweep(sweep_id: str) -> Response:
+        return Response(body, media_type="application/json")
+
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -86,8 +132,31 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _seed(client: httpx.Client, trials: int) -> str:
+@contextlib.contextmanager
+def _postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for one run; its SQLAlchemy URL."""
+    import psycopg
+
+    name = f"extrap_bench_{uuid.uuid4().hex[:8]}"
+    admin = psycopg.connect(POSTGRES_DSN, autocommit=True, connect_timeout=5)
+    try:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        params = dict(part.split("=", 1) for part in POSTGRES_DSN.split())
+        user = params.get("user", "postgres")
+        password = f":{params['password']}" if params.get("password") else ""
+        host, port = params.get("host", "127.0.0.1"), params.get("port", "5432")
+        yield f"postgresql+psycopg://{user}{password}@{host}:{port}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def _seed(client: httpx.Client, home: Path, database_url: str, trials: int) -> str:
     """One sweep with ``trials`` trials of 5 epochs, stored through the driver's API."""
+    from service.server.db import Database
+    from service.server.launcher import Launcher
+    from service.wire import SweepState
+
     spec = {
         "name": "latency-benchmark",
         "job": {"workload": "mnist1d", "global_batch_size": 64, "epochs": 5},
@@ -95,18 +164,9 @@ def _seed(client: httpx.Client, trials: int) -> str:
         "search": {"num_trials": max(trials, 1)},
     }
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    sweep_id = str(client.post("/v1/sweeps", json=spec, headers=admin).json()["id"])
-    return sweep_id
-
-
-def _launch_and_fill(home: Path, client: httpx.Client, sweep_id: str, trials: int) -> None:
-    """Launch the stand-in driver through the service's own launcher and push events."""
-    from service.server.db import Database
-    from service.server.launcher import Launcher
-    from service.settings import Settings
-    from service.wire import SweepState
-
-    settings = Settings(home=home, admin_token=ADMIN_TOKEN, data_roots=[home])
+    created = client.post("/v1/sweeps", json=spec, headers=admin)
+    created.raise_for_status()
+    sweep_id = str(created.json()["id"])
     recorder: dict[str, str] = {}
 
     class _Recorder(_StaticCluster):
@@ -116,7 +176,8 @@ def _launch_and_fill(home: Path, client: httpx.Client, sweep_id: str, trials: in
             recorder.update(env_vars)
             return submission_id
 
-    db = Database(settings.resolved_database_url)
+    db = Database(database_url)
+    settings = _settings(home, 8000, database_url)
     Launcher(db=db, dispatcher=_Recorder(), settings=settings).launch(
         sweep_id, expected=(SweepState.QUEUED,)
     )
@@ -141,40 +202,112 @@ def _launch_and_fill(home: Path, client: httpx.Client, sweep_id: str, trials: in
             f"/internal/v1/sweeps/{sweep_id}/events", json={"events": batch}, headers=driver
         )
         response.raise_for_status()
+    return sweep_id
+
+
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process (all its threads), from ``/proc/PID/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection sending the same GET again and again."""
+
+    def __init__(self, port: int, request: bytes) -> None:
+        self.port = port
+        self.request = request
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self) -> int:
+        """One request; its status (0: the connection failed and is reopened next time)."""
+        try:
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+            assert self.reader is not None
+            self.writer.write(self.request)
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            await self.reader.readexactly(length)
+            return status
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            self.close()
+            return 0
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
 
 
 async def _load(
-    url: str, path: str, clients: int, duration_s: float, warmup_s: float
-) -> tuple[list[float], int]:
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    port: int, path: str, pid: int, clients: int, duration_s: float, warmup_s: float
+) -> dict[str, Any]:
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {ADMIN_TOKEN}\r\nAccept: application/json\r\n\r\n"
+    ).encode()
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as http:
-        start = time.perf_counter()
-        measure_from = start + warmup_s
-        stop_at = measure_from + duration_s
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    measure_from = start + warmup_s
+    stop_at = measure_from + duration_s
+    cpu: dict[str, Any] = {}
 
-        async def worker() -> None:
-            nonlocal errors
+    async def meter() -> None:
+        await asyncio.sleep(max(0.0, measure_from - loop.time()))
+        cpu["start"] = _cpu_seconds(pid)
+        cpu["t0"] = time.perf_counter()
+        await asyncio.sleep(max(0.0, stop_at - loop.time()))
+        cpu["end"] = _cpu_seconds(pid)
+        cpu["t1"] = time.perf_counter()
+
+    async def worker() -> None:
+        nonlocal errors
+        connection = _Connection(port, request)
+        try:
             while True:
-                sent = time.perf_counter()
+                sent = loop.time()
                 if sent >= stop_at:
                     return
-                try:
-                    response = await http.get(path)
-                    ok = response.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                done = time.perf_counter()
-                if sent >= measure_from:
-                    if ok:
+                status = await connection.get()
+                done = loop.time()
+                if measure_from <= sent and done <= stop_at:
+                    if status == 200:
                         latencies.append(done - sent)
                     else:
                         errors += 1
+        finally:
+            connection.close()
 
-        await asyncio.gather(*(worker() for _ in range(clients)))
-    return latencies, errors
+    await asyncio.gather(meter(), *(worker() for _ in range(clients)))
+    ordered = sorted(latencies)
+    ms = 1000.0
+    window = cpu["t1"] - cpu["t0"]
+    user_s = cpu["end"][0] - cpu["start"][0]
+    system_s = cpu["end"][1] - cpu["start"][1]
+    cpu_s = user_s + system_s
+    return {
+        "clients": clients,
+        "requests": len(ordered),
+        "errors": errors,
+        "throughput_rps": round(len(ordered) / window, 1),
+        "server_cpu_ms_per_request": round(cpu_s * ms / len(ordered), 3) if ordered else None,
+        "server_cpu_system_share": round(system_s / cpu_s, 3) if cpu_s else None,
+        "server_cpu_utilisation": round(cpu_s / window, 3),
+        "p50_ms": round(_percentile(ordered, 0.50) * ms, 2),
+        "p90_ms": round(_percentile(ordered, 0.90) * ms, 2),
+        "p99_ms": round(_percentile(ordered, 0.99) * ms, 2),
+        "max_ms": round(ordered[-1] * ms, 2) if ordered else None,
+        "mean_ms": round(statistics.fmean(ordered) * ms, 2) if ordered else None,
+    }
 
 
 def _percentile(sorted_values: list[float], fraction: float) -> float:
@@ -184,75 +317,155 @@ def _percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[index]
 
 
-def run(clients: int, duration_s: float, warmup_s: float, trials: int) -> dict[str, Any]:
-    home = Path(tempfile.mkdtemp(prefix="extrap-bench-"))
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _pin(cpu: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):  # fewer CPUs, or not Linux
+        os.sched_setaffinity(0, {cpu % (os.cpu_count() or 1)})
+
+
+def _start(argv: list[str], port: int) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--serve", str(home), str(port)],
+        [sys.executable, str(Path(__file__).resolve()), *argv],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: _pin(SERVER_CPU),
     )
-    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        while True:
+            try:
+                if client.get("/healthz").status_code in (200, 404):
+                    return server
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start (exit {server.returncode})")
+            time.sleep(0.1)
+
+
+def run_reference(
+    body: bytes, clients: list[int], duration_s: float, warmup_s: float
+) -> list[dict[str, Any]]:
+    """The floor at every client count (see :func:`serve_reference`)."""
+    body_file = Path(tempfile.mkdtemp(prefix="extrap-bench-ref-")) / "body.json"
+    body_file.write_bytes(body)
+    port = _free_port()
+    server = _start(["--serve-reference", str(port), str(body_file)], port)
     try:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the server did not start (exit {server.returncode})")
-                time.sleep(0.1)
-            sweep_id = _seed(client, trials)
-            _launch_and_fill(home, client, sweep_id, trials)
-        latencies, errors = asyncio.run(
-            _load(url, f"/v1/sweeps/{sweep_id}", clients, duration_s, warmup_s)
-        )
+        return [
+            {
+                "database": "none (reference)",
+                **asyncio.run(_load(port, "/v1/sweeps/x", server.pid, n, duration_s, warmup_s)),
+            }
+            for n in clients
+        ]
     finally:
         server.terminate()
         server.wait(30)
-    ordered = sorted(latencies)
-    ms = 1000.0
+
+
+def run_database(
+    database: str,
+    database_url: str,
+    clients: list[int],
+    duration_s: float,
+    warmup_s: float,
+    trials: int,
+) -> list[dict[str, Any]]:
+    """Every client count against one server on one database."""
+    home = Path(tempfile.mkdtemp(prefix="extrap-bench-"))
+    port = _free_port()
+    server = _start(["--serve", str(home), str(port), database_url], port)
+    url = f"http://127.0.0.1:{port}"
+    runs: list[dict[str, Any]] = []
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            sweep_id = _seed(client, home, database_url, trials)
+            answer = client.get(f"/v1/sweeps/{sweep_id}", headers=_ADMIN).content
+            _BODIES.setdefault("sweep", answer)
+        for count in clients:
+            figures = asyncio.run(
+                _load(port, f"/v1/sweeps/{sweep_id}", server.pid, count, duration_s, warmup_s)
+            )
+            runs.append({"database": database, **figures})
+    finally:
+        server.terminate()
+        server.wait(30)
+    return runs
+
+
+def run(
+    databases: list[str], clients: list[int], duration_s: float, warmup_s: float, trials: int
+) -> dict[str, Any]:
+    _pin(CLIENT_CPU)
+    runs: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    for database in databases:
+        if database == "sqlite":
+            url = f"sqlite:///{tempfile.mkdtemp(prefix='extrap-bench-db-')}/extrap.db"
+            runs += run_database(database, url, clients, duration_s, warmup_s, trials)
+            continue
+        try:
+            with _postgres_database() as url:
+                runs += run_database(database, url, clients, duration_s, warmup_s, trials)
+        except Exception as exc:  # a benchmark reports, it never fails
+            skipped[database] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    reference: list[dict[str, Any]] = []
+    if "sweep" in _BODIES:
+        reference = run_reference(_BODIES["sweep"], clients, duration_s, warmup_s)
+        floor = {r["clients"]: r["server_cpu_ms_per_request"] for r in reference}
+        for r in runs:
+            base = floor.get(r["clients"])
+            if base and r["server_cpu_ms_per_request"]:
+                r["cpu_vs_reference"] = round(r["server_cpu_ms_per_request"] / base, 2)
+    headline = min(
+        (r for r in runs if r["database"] == runs[0]["database"]),
+        key=lambda r: abs(r["clients"] - 50),
+        default={},
+    )
     return {
         "benchmark": "api_latency",
         "endpoint": "GET /v1/sweeps/{id}",
-        "database": "sqlite",
-        "server": "uvicorn, 1 worker, subprocess",
-        "clients": clients,
+        "server": "uvicorn, 1 process, pinned to CPU 0; load generator pinned to CPU 1",
         "duration_s": duration_s,
         "trials_in_sweep": trials,
-        "requests": len(latencies),
-        "errors": errors,
-        "throughput_rps": round(len(latencies) / duration_s, 1),
-        "p50_ms": round(_percentile(ordered, 0.50) * ms, 2),
-        "p90_ms": round(_percentile(ordered, 0.90) * ms, 2),
-        "p99_ms": round(_percentile(ordered, 0.99) * ms, 2),
-        "max_ms": round(ordered[-1] * ms, 2) if ordered else None,
-        "mean_ms": round(statistics.fmean(ordered) * ms, 2) if ordered else None,
+        **headline,
+        "runs": runs,
+        "reference": reference,
+        "skipped": skipped,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
     }
 
 
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--clients", type=_ints, default=[1, 10, 50, 200], help="e.g. 1,10,50")
+    parser.add_argument(
+        "--databases", default=None, help="sqlite,postgresql (default: both; --quick: sqlite)"
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run")
     parser.add_argument("--trials", type=int, default=40, help="trials stored in the sweep")
-    parser.add_argument("--quick", action="store_true", help="a 2 s smoke run")
-    parser.add_argument("--serve", nargs=2, metavar=("HOME", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--serve", nargs=3, metavar=("HOME", "PORT", "URL"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve-reference", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(Path(args.serve[0]), int(args.serve[1]))
+        serve(Path(args.serve[0]), int(args.serve[1]), args.serve[2])
+        return
+    if args.serve_reference:
+        serve_reference(int(args.serve_reference[0]), Path(args.serve_reference[1]))
         return
     duration, warmup = (1.5, 0.5) if args.quick else (args.duration, 1.0)
     trials = min(args.trials, 10) if args.quick else args.trials
-    print(json.dumps(run(args.clients, duration, warmup, trials), indent=2))
+    default_databases = "sqlite" if args.quick else "sqlite,postgresql"
+    databases = [d.strip() for d in (args.databases or default_databases).split(",") if d.strip()]
+    print(json.dumps(run(databases, args.clients, duration, warmup, trials), indent=2))
 
 
 if __name__ == "__main__":

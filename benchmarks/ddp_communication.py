@@ -1,12 +1,12 @@
-"""Benchmark: what local extrapolation costs in DDP communication, and how fast Ray Train starts.
+"""Benchmark: what local extrapolation costs in DDP communication.
 
-Run ``.venv/bin/python benchmarks/ddp_communication.py`` (about 1-2 minutes on 2 cores, of
-which ~40 s is the Ray Train job) or with ``--quick`` (a smoke run whose timings are noise);
-``--skip-ray`` leaves out the Ray Train part. It prints ONE JSON document on stdout (everything
-else, including the worker processes' output, goes to stderr) and exits 0 unless a measurement
-could not be made at all: speed is reported, never asserted.
+Run ``.venv/bin/python benchmarks/ddp_communication.py`` (about a minute on 2 cores) or with
+``--quick`` (a smoke run whose timings are noise). It prints ONE JSON document on stdout
+(everything else, including the worker processes' output, goes to stderr) and exits 0 unless a
+measurement could not be made at all: speed is reported, never asserted. (How fast a trial
+starts is ``benchmarks/trial_startup.py``'s subject.)
 
-Part 1, ``models`` -- 2 gloo processes on this machine (``trainers.ddp_probe.run_gloo``, one
+``models`` -- 2 gloo processes on this machine (``trainers.ddp_probe.run_gloo``, one
 torch thread each), each with different data, train the same model (same initial weights) with
 :class:`trainers.step.ExtrapStepper` in four configurations:
 
@@ -35,9 +35,9 @@ JSON says whether they were):
     ``grad_allreduce_bytes_per_param_bytes`` divides by the parameters' bytes: 1.0 means "the
     whole gradient once per step", as in plain DDP SGD.
 ``control_allreduce_calls`` / ``control_allreduce_bytes``
-    The step's other collective: ``ExtrapStepper`` all-reduces 4 float64 values once per step
-    (loss sums and unit counts, so every rank divides by the same global count and detects
-    divergence together). MEASURED, not computed: each worker wraps
+    The step's other collective: ``ExtrapStepper`` all-reduces 5 float64 values once per step
+    (loss sums, unit counts and backward units, so every rank divides by the same global count
+    and detects divergence together). MEASURED, not computed: each worker wraps
     ``torch.distributed.all_reduce`` and counts every call made during the step; the comm
     hook's calls go through that function too, so the control figures are that total minus the
     hook's counts (``allreduce_calls_total`` is the total). Other collective kinds are not
@@ -55,18 +55,6 @@ JSON says whether they were):
 what SGD does), ``global_vs_sgd_calls``/``_bytes`` (2.0), ``accumulate4_vs_local_calls``/
 ``_bytes`` (1.0: the all-reduce count does not grow with micro-batches), and
 ``step_time_*_vs_sgd`` (median over median).
-
-Part 2, ``ray_train`` (null with ``--skip-ray``) -- one 1-epoch MNIST-1D job (2,000 samples,
-MLP with 32 hidden units, global batch 200, 2 workers x 1 CPU, local gradient extrapolation) via
-``trainers.job.run_job`` on a fresh local Ray (``ray.init(num_cpus=2)``, with
-``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S=0.5``, ``RAY_AUTH_MODE=disabled``,
-``RAY_USAGE_STATS_ENABLED=0`` unless already set). ``ray_init_seconds``; ``fit_seconds``
-(``run_job`` from call to return); ``fit_to_first_report_seconds`` (until the first epoch's
-line appears in the job's ``metrics_file``, polled every 20 ms from a thread); ``epoch_seconds``
-as the job reported it (training only); ``startup_overhead_seconds`` = first report minus
-epoch_seconds: the worker group's start (processes, imports, process group, DDP), data loading,
-the evaluation, the checkpoint and the report's latency -- all that is not training;
-``first_report_to_fit_end_seconds``: the shutdown of the run.
 """
 
 from __future__ import annotations
@@ -79,7 +67,6 @@ import shlex
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -101,7 +88,6 @@ from trainers.optim import ExtrapSGD
 from trainers.step import ExtrapStepper
 from trainers.workloads import load_workload
 
-REPO = Path(__file__).resolve().parents[1]
 WORLD_SIZE = 2
 LR = 0.05
 MOMENTUM = 0.9
@@ -111,11 +97,6 @@ CONFIGS: dict[str, tuple[str, str, int]] = {
     "local_extrap": ("gradient", "local", 1),
     "global_extrap": ("gradient", "global", 1),
     "local_extrap_accumulate4": ("gradient", "local", 4),
-}
-RAY_ENV = {
-    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
-    "RAY_AUTH_MODE": "disabled",
-    "RAY_USAGE_STATS_ENABLED": "0",
 }
 
 
@@ -165,7 +146,7 @@ def _split(batch: tuple[Tensor, Tensor], parts: int) -> list[tuple[Tensor, Tenso
     return [(inputs[i : i + size], labels[i : i + size]) for i in range(0, size * parts, size)]
 
 
-# -- part 1: per-rank worker (spawned by run_gloo) ---------------------------------------------
+# -- per-rank worker (spawned by run_gloo) ---------------------------------------------
 
 
 class AllReduceTally:
@@ -258,7 +239,7 @@ def rank_worker(rank: int, world_size: int, plan: dict[str, Any], out_dir: str) 
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(results), encoding="utf-8")
 
 
-# -- part 1: aggregation ----------------------------------------------------------------------
+# -- aggregation ----------------------------------------------------------------------
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -338,100 +319,12 @@ def measure_ddp(plan: Plan) -> dict[str, Any]:
     return {name: _summarise(name, ranks) for name in MODELS}
 
 
-# -- part 2: Ray Train start-up ---------------------------------------------------------------
-
-
-def _first_line_time(path: Path, stop: threading.Event, seen: list[float]) -> None:
-    while not stop.is_set():
-        try:
-            if path.read_text(encoding="utf-8").strip():
-                seen.append(time.perf_counter())
-                return
-        except FileNotFoundError:
-            pass
-        stop.wait(0.02)
-
-
-def measure_ray_train() -> dict[str, Any]:
-    for key, value in RAY_ENV.items():
-        os.environ.setdefault(key, value)
-    import ray
-
-    from trainers.config import TrainJobConfig
-    from trainers.job import run_job
-
-    job = TrainJobConfig(
-        workload="mnist1d",
-        workload_options={"num_samples": 2000, "hidden": 32},
-        data_dir=str(REPO / ".cache" / "test-data"),
-        global_batch_size=200,
-        workers=2,
-        cpus_per_worker=1,
-        epochs=1,
-        optimizer={"lr": 0.3, "extrapolation": "gradient"},
-    )
-    with tempfile.TemporaryDirectory(prefix="ddp-comm-ray-") as tmp:
-        metrics_file = Path(tmp) / "metrics.jsonl"
-        started = time.perf_counter()
-        ray.init(num_cpus=2, log_to_driver=False)
-        ray_init_seconds = time.perf_counter() - started
-        stop = threading.Event()
-        seen: list[float] = []
-        poller = threading.Thread(
-            target=_first_line_time, args=(metrics_file, stop, seen), daemon=True
-        )
-        poller.start()
-        try:
-            fit_started = time.perf_counter()
-            result = run_job(
-                job, storage_path=str(Path(tmp) / "runs"), name="bench", metrics_file=metrics_file
-            )
-            fit_seconds = time.perf_counter() - fit_started
-        finally:
-            stop.set()
-            poller.join()
-            ray.shutdown()  # before the temporary directory (Ray's storage) is removed
-        lines = (
-            metrics_file.read_text(encoding="utf-8").splitlines() if metrics_file.exists() else []
-        )
-        reported = [json.loads(line) for line in lines if line.strip()]
-    first_report = seen[0] - fit_started if seen else None
-    epoch_seconds = float(reported[0]["epoch_seconds"]) if reported else None
-    return {
-        "env": {key: os.environ[key] for key in RAY_ENV},
-        "job": {
-            "workload": job.workload,
-            "workload_options": job.workload_options,
-            "global_batch_size": job.global_batch_size,
-            "workers": job.workers,
-            "cpus_per_worker": job.cpus_per_worker,
-            "epochs": job.epochs,
-        },
-        "ray_init_seconds": ray_init_seconds,
-        "fit_seconds": fit_seconds,
-        "fit_to_first_report_seconds": first_report,
-        "epoch_seconds": epoch_seconds,
-        "startup_overhead_seconds": (
-            first_report - epoch_seconds
-            if first_report is not None and epoch_seconds is not None
-            else None
-        ),
-        "first_report_to_fit_end_seconds": (
-            fit_seconds - first_report if first_report is not None else None
-        ),
-        "reports": len(reported),
-        "status": reported[-1].get("status") if reported else None,
-        "error": result.error,
-    }
-
-
 # -- entry point ------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="smoke run: seconds, noisy timings")
-    parser.add_argument("--skip-ray", action="store_true", help="leave out the Ray Train part")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -444,19 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     failed = False
     models: dict[str, Any] | None = None
-    ray_train: dict[str, Any] | None = None
     try:
         models = measure_ddp(plan)
     except Exception:
         traceback.print_exc()
         failed = True
-    if not args.skip_ray:
-        try:
-            ray_train = measure_ray_train()
-        except Exception as error:
-            traceback.print_exc()
-            ray_train = {"error": repr(error)}
-            failed = True
     document = {
         "torch": torch.__version__,
         "world_size": WORLD_SIZE,
@@ -466,7 +351,6 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "plan": asdict(plan),
         "models": models,
-        "ray_train": ray_train,
         "elapsed_s": time.perf_counter() - started,
         "command": shlex.join(getattr(sys, "orig_argv", [sys.executable, *sys.argv])),
     }

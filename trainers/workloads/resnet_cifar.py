@@ -15,6 +15,9 @@ images, not 600 MB of floats); the model's first layer scales them to [0, 1] and
 channel, so the crop pads with black exactly like torchvision's ``RandomCrop(32, padding=4)``
 before ``Normalize``. The normalisation constants are the usual ones of all 50,000 training
 images, not recomputed without the validation split.
+
+The model and the augmentation live in :mod:`trainers.workloads._resnet` (torch only); this
+module re-exports them.
 """
 
 from __future__ import annotations
@@ -25,12 +28,12 @@ from typing import Any, BinaryIO, ClassVar, Final
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainers.workloads._base import Batch, ClassificationWorkload, Splits, TensorSplit
 from trainers.workloads._options import ResNetCIFAROptions
 from trainers.workloads._registry import BUILTIN_WORKLOADS
+from trainers.workloads._resnet import IMAGE_SIZE, ResNetCIFAR, random_crop_flip
 
 __all__ = [
     "CIFAR10Workload",
@@ -41,8 +44,6 @@ __all__ = [
     "random_crop_flip",
 ]
 
-IMAGE_SIZE = 32
-CROP_PADDING = 4
 DEFAULT_VALIDATION_IMAGES: Final = 5000
 
 
@@ -91,126 +92,6 @@ def load_cifar_batch(path: Path, label_key: bytes) -> tuple[Tensor, Tensor]:
         )
     images = torch.from_numpy(data.reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE).copy())
     return images, torch.from_numpy(labels)
-
-
-def random_crop_flip(images: Tensor, padding: int = CROP_PADDING) -> Tensor:
-    """Per image: a random crop of the zero-padded image and a horizontal flip with p = 1/2.
-
-    Batched on the images' device with torch's global RNG; ``images`` is [B, C, H, W].
-    """
-    batch_size, _, height, width = images.shape
-    device = images.device
-    padded = F.pad(images, (padding, padding, padding, padding))
-    top = torch.randint(0, 2 * padding + 1, (batch_size, 1), device=device)
-    left = torch.randint(0, 2 * padding + 1, (batch_size, 1), device=device)
-    rows = (top + torch.arange(height, device=device))[:, None, :, None]
-    columns = (left + torch.arange(width, device=device))[:, None, None, :]
-    flip = torch.rand(batch_size, device=device) < 0.5
-    columns = torch.where(flip[:, None, None, None], columns.flip(-1), columns)
-    samples = torch.arange(batch_size, device=device)[:, None, None, None]
-    channels = torch.arange(images.shape[1], device=device)[None, :, None, None]
-    return padded[samples, channels, rows, columns]
-
-
-class _Normalize(nn.Module):
-    """uint8 pixels -> [0, 1] -> per-channel standardisation (floats are taken as [0, 1])."""
-
-    mean: Tensor
-    std: Tensor
-
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
-
-    def forward(self, images: Tensor) -> Tensor:
-        if images.dtype == torch.uint8:
-            images = images.float().div_(255)
-        return (images - self.mean) / self.std
-
-
-class _BasicBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, stride: int, shortcut: str) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_channels != out_channels:
-            self.shortcut = _SHORTCUTS[shortcut](in_channels, out_channels, stride)
-
-    def forward(self, inputs: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(inputs)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(inputs))
-
-
-class _PadShortcut(nn.Module):
-    """Option A: subsample by ``stride`` and zero-pad the new channels (no parameters)."""
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
-        super().__init__()
-        self.stride = stride
-        self.extra = out_channels - in_channels
-
-    def forward(self, inputs: Tensor) -> Tensor:
-        subsampled = inputs[:, :, :: self.stride, :: self.stride]
-        before = self.extra // 2
-        return F.pad(subsampled, (0, 0, 0, 0, before, self.extra - before))
-
-
-def _projection_shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
-    """Option B: a strided 1x1 convolution and BatchNorm."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
-    )
-
-
-_SHORTCUTS = {"identity": _PadShortcut, "projection": _projection_shortcut}
-
-
-class ResNetCIFAR(nn.Module):
-    """ResNet-(6n+2) for 32x32 images; ``blocks_per_stage=3`` is ResNet-20 (0.27 M params)."""
-
-    def __init__(
-        self,
-        num_classes: int,
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
-        *,
-        width_multiplier: float = 1.0,
-        blocks_per_stage: int = 3,
-        shortcut: str = "identity",
-        zero_init_residual: bool = False,
-    ) -> None:
-        super().__init__()
-        base = max(1, round(16 * width_multiplier))
-        self.normalize = _Normalize(mean, std)
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, base, 3, 1, padding=1, bias=False), nn.BatchNorm2d(base), nn.ReLU()
-        )
-        blocks: list[nn.Module] = []
-        in_channels = base
-        for stage, out_channels in enumerate((base, 2 * base, 4 * base)):
-            for index in range(blocks_per_stage):
-                stride = 2 if stage > 0 and index == 0 else 1
-                blocks.append(_BasicBlock(in_channels, out_channels, stride, shortcut))
-                in_channels = out_channels
-        self.blocks = nn.Sequential(*blocks)
-        self.classifier = nn.Linear(in_channels, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")  # He et al. 2015
-        if zero_init_residual:
-            for module in self.modules():
-                if isinstance(module, _BasicBlock):
-                    nn.init.zeros_(module.bn2.weight)
-
-    def forward(self, images: Tensor) -> Tensor:
-        features = self.blocks(self.stem(self.normalize(images)))
-        logits: Tensor = self.classifier(features.mean(dim=(2, 3)))
-        return logits
 
 
 class _CIFARWorkload(ClassificationWorkload[ResNetCIFAROptions]):
