@@ -183,6 +183,7 @@ def run_sweep(
     study = segment_study(last_segment) if last_segment and "://" not in last_segment else None
     tracker.finish_sweep(final_state, best=best, study=study, step=len(state.trials) + 1)
     sink.emit(make_event("sweep_finished", state=final_state, reason=reason, best=best))
+    tracker.close()  # what MLflow missed while it was unreachable: bounded wait, then given up
     return SweepOutcome(
         state=final_state,
         reason=reason,

@@ -18,18 +18,27 @@ A resumed sweep finds its runs again by these tags instead of creating new ones.
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import math
+import os
+import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from search_spaces import SweepSpec
 from search_spaces.space import nest_dotted
+from service.runtime._outbox import Outbox, failure_kind
 
-__all__ = ["SweepTracker", "flatten", "trial_run_name"]
+__all__ = ["INCOMPLETE_TAG", "SweepTracker", "flatten", "trial_run_name"]
+
+log = logging.getLogger("extrap.tracking")
 
 SWEEP_TAG = "extrap.sweep_id"
 TRIAL_TAG = "extrap.trial_id"
@@ -38,6 +47,10 @@ STATUS_TAG = "extrap.status"
 CONFIRMS_TAG = "extrap.confirms"  # a confirmation run: the search trial it confirms
 SEED_TAG = "extrap.seed"
 CHECKPOINT_TAG = "extrap.checkpoint"
+# Until the run's last call is logged (see SweepTracker): "true", then removed.
+INCOMPLETE_TAG = "extrap.incomplete"
+# MLflow's HTTP client retries 7 times with a backoff and waits 120 s per request by default.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 # Reported per epoch but not worth a chart: identifiers and counters.
 _NOT_METRICS = frozenset(
     {
@@ -113,17 +126,76 @@ def epoch_metrics(result: Mapping[str, Any], objective: str) -> dict[str, float]
     return ordered
 
 
-class SweepTracker:
-    """Writes a sweep into MLflow; mlflow is imported on construction, not at module import."""
+@dataclass(eq=False)  # compared and hashed by identity: the key of its calls in the outbox
+class _Run:
+    """A run of the sweep; ``id`` is None until MLflow has created it."""
 
-    def __init__(self, spec: SweepSpec, *, sweep_id: str, tracking_uri: str) -> None:
+    label: str
+    id: str | None = None
+
+
+class _NoRun(RuntimeError):
+    """The run a call is for could not be created."""
+
+
+class SweepTracker:
+    """Writes a sweep into MLflow; mlflow is imported on construction, not at module import.
+
+    MLflow must answer when the tracker opens (the experiment and the parent run; it waits up
+    to ``start_patience_s`` for it). After that it may go away: calls are kept in order while
+    it is unreachable and replayed when it answers again (:mod:`service.runtime._outbox`);
+    :meth:`close` waits up to ``drain_timeout_s`` for what is still kept. Every run is
+    created with the tag ``extrap.incomplete=true`` and loses it as its last call, once
+    everything before it was logged: a run that keeps it (or a parent that keeps it: some run
+    of the sweep lost a call) misses something.
+
+    The driver caps MLflow's HTTP client (unless set already): ``MLFLOW_HTTP_REQUEST_TIMEOUT``
+    10 s and ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` 1, instead of 120 s and 7 retries with a
+    backoff that can hold one call for minutes; a Tune callback waits at most one such
+    attempt for an unreachable MLflow.
+    """
+
+    def __init__(
+        self,
+        spec: SweepSpec,
+        *,
+        sweep_id: str,
+        tracking_uri: str,
+        start_patience_s: float = 120.0,
+        retry_interval_s: float = 5.0,
+        drain_timeout_s: float = 120.0,
+        max_pending: int = 10_000,
+    ) -> None:
         from mlflow.tracking import MlflowClient
 
+        for name, value in HTTP_LIMITS.items():
+            os.environ.setdefault(name, value)
         self.spec = spec
         self.sweep_id = sweep_id
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.objective = spec.objective.metric
-        name = spec.mlflow_experiment or spec.name
+        self.drain_timeout_s = drain_timeout_s
+        self._outbox = Outbox(
+            _shown_uri(tracking_uri), retry_interval_s=retry_interval_s, max_pending=max_pending
+        )
+        self._trial_runs: dict[str, _Run] = {}
+        self._existing: list[Any] = []
+        self.experiment_id = ""
+        self._parent = _Run("the sweep's parent run")
+        _patiently(self._open, start_patience_s, self._outbox.server)
+
+    @property
+    def parent_run_id(self) -> str:
+        assert self._parent.id is not None  # set when the tracker opened
+        return self._parent.id
+
+    @property
+    def pending(self) -> int:
+        """Calls kept while MLflow is unreachable."""
+        return self._outbox.pending
+
+    def _open(self) -> None:
+        name = self.spec.mlflow_experiment or self.spec.name
         experiment = self.client.get_experiment_by_name(name)
         if experiment is None:
             self.experiment_id = self.client.create_experiment(name)
@@ -131,8 +203,12 @@ class SweepTracker:
             if experiment.lifecycle_stage == "deleted":
                 self.client.restore_experiment(experiment.experiment_id)
             self.experiment_id = experiment.experiment_id
-        self.parent_run_id = self._find_or_create_parent()
-        self._trial_runs: dict[str, str] = {}
+        self._parent.id = self._find_or_create_parent()
+        # The trials that have runs already (a resumed sweep): read once, now that MLflow
+        # answers, so that starting a trial needs no lookup.
+        self._existing = self._search(
+            f"tags.`{SWEEP_TAG}` = '{self.sweep_id}' and tags.`{KIND_TAG}` = 'trial'"
+        )
 
     def _search(self, filter_string: str) -> list[Any]:
         return list(self.client.search_runs([self.experiment_id], filter_string=filter_string))
@@ -144,11 +220,17 @@ class SweepTracker:
         if found:
             run_id: str = found[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
+            self.client.set_tag(run_id, INCOMPLETE_TAG, "true")
             return run_id
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"{self.spec.name} [{self.sweep_id}]",
-            tags={SWEEP_TAG: self.sweep_id, KIND_TAG: "sweep", STATUS_TAG: "running"},
+            tags={
+                SWEEP_TAG: self.sweep_id,
+                KIND_TAG: "sweep",
+                STATUS_TAG: "running",
+                INCOMPLETE_TAG: "true",
+            },
         )
         spec = self.spec
         params = {
@@ -163,7 +245,7 @@ class SweepTracker:
             "searched": ", ".join(sorted(spec.space)),
             "preset": spec.based_on or "",
         }
-        self._log(run.info.run_id, params=params)
+        self.client.log_batch(run.info.run_id, params=_params(params))
         self.client.log_text(
             run.info.run_id,
             yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False),
@@ -171,34 +253,70 @@ class SweepTracker:
         )
         return str(run.info.run_id)
 
+    # -- calls through the outbox ----------------------------------------------------------
+
+    def _call(
+        self, run: _Run, what: str, action: Callable[[str], object], *, droppable: bool = False
+    ) -> None:
+        """``action(run id)`` now, or in order once MLflow answers again."""
+
+        def attempt(_retry: bool) -> None:
+            if run.id is None:
+                raise _NoRun(f"{run.label} was not created")
+            action(run.id)
+
+        self._outbox.call(attempt, label=f"{what} of {run.label}", key=run, droppable=droppable)
+
     def _log(
         self,
-        run_id: str,
+        run: _Run,
+        what: str,
         *,
         params: Mapping[str, Any] | None = None,
         metrics: Mapping[str, float] | None = None,
         step: int = 0,
         tags: Mapping[str, str] | None = None,
+        droppable: bool = False,
     ) -> None:
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Metric, RunTag
 
-        now = int(time.time() * 1000)
-        self.client.log_batch(
-            run_id,
-            metrics=[Metric(k, v, now, step) for k, v in (metrics or {}).items()],
-            params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
-            tags=[RunTag(k, v) for k, v in (tags or {}).items()],
+        now = int(time.time() * 1000)  # now, not when replayed: a replay repeats it exactly
+        metric_list = [Metric(k, v, now, step) for k, v in (metrics or {}).items()]
+        param_list = _params(params or {})
+        tag_list = [RunTag(k, v) for k, v in (tags or {}).items()]
+        self._call(
+            run,
+            what,
+            lambda run_id: self.client.log_batch(
+                run_id, metrics=metric_list, params=param_list, tags=tag_list
+            ),
+            droppable=droppable,
         )
+
+    def _complete(self, run: _Run, *, whole_sweep: bool = False) -> None:
+        """Clear ``extrap.incomplete`` once everything before this call was logged."""
+
+        def clear(run_id: str) -> None:
+            if run in self._outbox.lost or (whole_sweep and self._outbox.lost):
+                return  # something is missing: the tag stays
+            from mlflow.exceptions import MlflowException
+
+            try:
+                self.client.delete_tag(run_id, INCOMPLETE_TAG)
+            except MlflowException as error:
+                if error.error_code != "RESOURCE_DOES_NOT_EXIST":  # a replay: cleared already
+                    raise
+
+        self._call(run, "completion", clear)
 
     def known_trial_number(self, trial_id: str) -> int | None:
         """The number of a trial that already has a run (a trial resumed after a restart)."""
-        found = self._search(
-            f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{SWEEP_TAG}` = '{self.sweep_id}'"
-        )
-        if not found:
-            return None
-        self._trial_runs[trial_id] = str(found[0].info.run_id)
-        return _number_of(found[0].info.run_name or "")
+        for found in self._existing:
+            if found.data.tags.get(TRIAL_TAG) == trial_id:
+                name = found.info.run_name or ""
+                self._trial_runs[trial_id] = _Run(name or trial_id, str(found.info.run_id))
+                return _number_of(name)
+        return None
 
     def trial_run(
         self,
@@ -209,48 +327,58 @@ class SweepTracker:
         *,
         confirms: str | None = None,
         seed: int | None = None,
-    ) -> str:
+    ) -> str | None:
         """The child run of a trial, created (with its params) on first use.
 
+        None while MLflow is unreachable: the run is created when it answers again.
         A confirmation run is named ``trial-012 confirmation seed=1000 lr=…`` and tagged with
         the search trial it confirms (``extrap.confirms``) and its seed.
         """
         if trial_id in self._trial_runs:
-            return self._trial_runs[trial_id]
+            return self._trial_runs[trial_id].id
         tags = {
             "mlflow.parentRunId": self.parent_run_id,
             SWEEP_TAG: self.sweep_id,
             TRIAL_TAG: trial_id,
             KIND_TAG: "trial",
             STATUS_TAG: "running",
+            INCOMPLETE_TAG: "true",
         }
         name = trial_run_name(number, params)
         if confirms is not None:
             tags.update({CONFIRMS_TAG: confirms, SEED_TAG: str(seed)})
             name = name.replace(" ", f" confirmation seed={seed} ", 1)
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
-        run_id = str(run.info.run_id)
         every = dict(params)
         every.update({f"job.{k}": v for k, v in flatten(job)})
         items = list(every.items())
-        for start in range(0, len(items), 100):  # MLflow takes 100 params per batch
-            self._log(run_id, params=dict(items[start : start + 100]))
-        self._trial_runs[trial_id] = run_id
-        return run_id
+        run = _Run(name.split(" ", 1)[0])
+        self._trial_runs[trial_id] = run
+
+        def create(retry: bool) -> None:
+            if run.id is None and retry:  # the lost answer of a first attempt that worked?
+                found = self._search(
+                    f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{SWEEP_TAG}` = '{self.sweep_id}'"
+                )
+                run.id = str(found[0].info.run_id) if found else None
+            if run.id is None:
+                created = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+                run.id = str(created.info.run_id)
+            for start in range(0, len(items), 100):  # MLflow takes 100 params per batch
+                self.client.log_batch(run.id, params=_params(dict(items[start : start + 100])))
+
+        self._outbox.call(create, label=f"creation of {run.label}", key=run)
+        return run.id
 
     def finished_trials(self, searched: set[str]) -> list[dict[str, Any]]:
         """Trials of this sweep that MLflow saw finish (for a resumed sweep's bookkeeping)."""
-        found = self._search(
-            f"tags.`{SWEEP_TAG}` = '{self.sweep_id}' and tags.`{KIND_TAG}` = 'trial'"
-        )
         trials = []
-        for run in found:
+        for run in self._existing:
             status = run.data.tags.get(STATUS_TAG, "running")
             if status == "running":
                 continue
             number = _number_of(run.info.run_name or "")
             trial_id = run.data.tags[TRIAL_TAG]
-            self._trial_runs[trial_id] = str(run.info.run_id)
+            self._trial_runs[trial_id] = _Run(run.info.run_name or trial_id, str(run.info.run_id))
             metrics = dict(run.data.metrics)
             tags = run.data.tags
             trials.append(
@@ -271,29 +399,33 @@ class SweepTracker:
         return trials
 
     def tag_trial(self, trial_id: str, key: str, value: str) -> None:
-        run_id = self._trial_runs.get(trial_id)
-        if run_id is not None:
-            self._log(run_id, tags={key: value})
+        run = self._trial_runs.get(trial_id)
+        if run is not None:
+            self._log(run, f"tag {key}", tags={key: value})
 
     def log_epoch(self, trial_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
-        run_id = self._trial_runs.get(trial_id)
-        if run_id is not None and metrics:
-            self._log(run_id, metrics=metrics, step=epoch)
+        run = self._trial_runs.get(trial_id)
+        if run is not None and metrics:
+            self._log(run, f"epoch {epoch}", metrics=metrics, step=epoch, droppable=True)
 
     def finish_trial(self, trial_id: str, status: str, *, checkpoint: str | None = None) -> None:
-        run_id = self._trial_runs.get(trial_id)
-        if run_id is None:
+        run = self._trial_runs.get(trial_id)
+        if run is None:
             return
         tags = {STATUS_TAG: status}
         if checkpoint is not None:
             tags[CHECKPOINT_TAG] = checkpoint
-        self._log(run_id, tags=tags)
+        self._log(run, "status", tags=tags)
         mlflow_status = "FAILED" if status == "failed" else "FINISHED"
-        self.client.set_terminated(run_id, status=mlflow_status)
+        self._call(run, "end", lambda run_id: self.client.set_terminated(run_id, mlflow_status))
+        self._complete(run)
 
     def log_best(self, value: float, finished_trials: int) -> None:
         self._log(
-            self.parent_run_id, metrics={f"best_{self.objective}": value}, step=finished_trials
+            self._parent,
+            f"best after {finished_trials} trials",
+            metrics={f"best_{self.objective}": value},
+            step=finished_trials,
         )
 
     def finish_sweep(
@@ -309,7 +441,7 @@ class SweepTracker:
         The best configuration's figures are logged at ``step`` (after every ``best_*`` value
         logged while the search ran, so that they are the latest).
         """
-        run_id = self.parent_run_id
+        parent = self._parent
         if best is not None:
             fragment = (
                 {"job": nest_dotted(best["job_overrides"])} if best.get("job_overrides") else {}
@@ -324,14 +456,28 @@ class SweepTracker:
                 "model_uri": best.get("model_uri"),
                 "spec_fragment": fragment,
             }
-            self.client.log_text(run_id, yaml.safe_dump(document, sort_keys=False), "best.yaml")
-            self._log(run_id, metrics=_best_figures(best, self.objective), step=step)
+            self._text(parent, yaml.safe_dump(document, sort_keys=False), "best.yaml")
+            self._log(
+                parent, "best figures", metrics=_best_figures(best, self.objective), step=step
+            )
         if study is not None:
-            self._log_study(run_id, study)
-        self._log(run_id, tags={STATUS_TAG: state})
-        self.client.set_terminated(run_id, status="FINISHED" if state == "succeeded" else "FAILED")
+            self._log_study(parent, study)
+        self._log(parent, "final state", tags={STATUS_TAG: state})
+        mlflow_status = "FINISHED" if state == "succeeded" else "FAILED"
+        self._call(parent, "end", lambda run_id: self.client.set_terminated(run_id, mlflow_status))
+        self._complete(parent, whole_sweep=True)
 
-    def _log_study(self, run_id: str, study: Any) -> None:
+    def close(self) -> bool:
+        """Wait (``drain_timeout_s`` at most) until every call kept is logged; True if all
+        were. Called once, at the sweep's end."""
+        return self._outbox.close(self.drain_timeout_s)
+
+    def _text(self, run: _Run, text: str, artifact_file: str) -> None:
+        self._call(
+            run, artifact_file, lambda run_id: self.client.log_text(run_id, text, artifact_file)
+        )
+
+    def _log_study(self, run: _Run, study: Any) -> None:
         import optuna
 
         completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -340,20 +486,62 @@ class SweepTracker:
                 importances: dict[str, Any] = dict(optuna.importance.get_param_importances(study))
             except (RuntimeError, ValueError) as error:  # e.g. a single distinct value
                 importances = {"error": str(error)}
-            self.client.log_text(
-                run_id, json.dumps(importances, indent=2, default=float), "param_importances.json"
+            self._text(
+                run, json.dumps(importances, indent=2, default=float), "param_importances.json"
             )
         if completed and len(study.directions) == 1:
             import matplotlib
 
             matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
             from optuna.visualization.matplotlib import plot_optimization_history
 
-            axes = plot_optimization_history(study)
-            self.client.log_figure(run_id, axes.figure, "optimization_history.png")
-            import matplotlib.pyplot as plt
-
+            figure: Any = plot_optimization_history(study).figure
+            png = io.BytesIO()
+            figure.savefig(png, format="png")  # now: the study goes on changing
             plt.close("all")
+            self._call(
+                run,
+                "optimization_history.png",
+                lambda run_id: _log_file(
+                    self.client, run_id, png.getvalue(), "optimization_history.png"
+                ),
+            )
+
+
+def _params(values: Mapping[str, Any]) -> list[Any]:
+    from mlflow.entities import Param
+
+    return [Param(k, str(v)[:6000]) for k, v in values.items()]
+
+
+def _log_file(client: Any, run_id: str, content: bytes, name: str) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / name
+        path.write_bytes(content)
+        client.log_artifact(run_id, str(path))
+
+
+def _shown_uri(uri: str) -> str:
+    """The tracking URI without credentials, for log lines."""
+    scheme, sep, rest = uri.partition("://")
+    return f"{scheme}{sep}{rest.rsplit('@', 1)[-1]}" if sep else uri
+
+
+def _patiently(action: Callable[[], None], patience_s: float, server: str) -> None:
+    """``action()``, tried again while MLflow is unreachable or busy, for ``patience_s``."""
+    deadline = time.monotonic() + patience_s
+    delay = 1.0
+    while True:
+        try:
+            action()
+            return
+        except Exception as error:
+            if failure_kind(error) == "refused" or time.monotonic() + delay > deadline:
+                raise
+            log.warning("MLflow at %s does not answer yet (%s); retrying", server, error)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def _best_figures(best: Mapping[str, Any], objective: str) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""Faults injected from outside: a worker process killed mid-trial."""
+"""A worker process killed mid-trial (SIGKILL from outside): its trial resumes from its
+checkpoint on a rebuilt worker group while the other trial goes on."""
 
 from __future__ import annotations
 
@@ -50,8 +51,10 @@ class _KillOnce:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=self.tracking_uri)
+        experiment = client.get_experiment_by_name("tiny-mnist1d")
+        assert experiment is not None
         [run] = client.search_runs(
-            client.get_experiment_by_name("tiny-mnist1d").experiment_id,
+            [experiment.experiment_id],
             filter_string=f"tags.`extrap.trial_id` = '{trial_id}'",
         )
         return int(run.data.tags["extrap.worker_pids"].split()[0])

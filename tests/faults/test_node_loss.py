@@ -1,0 +1,108 @@
+"""A Ray node is lost mid-trial: a two-node cluster on this machine (a head with one CPU and
+the ``train_driver`` slots, a second node with one CPU joined with ``--address``), two
+one-worker trials at once so that one worker lands on each node, then SIGKILL to every process
+of the second node. Its trial is retried (``search.max_retries``) from its latest checkpoint
+on the head, the other trial goes on, the sweep succeeds, every epoch is reported once.
+
+What a user should expect from this is in docs/deploy.md, "What a node loss does".
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import tiny_spec
+from tests.faults._processes import spawn, wait_for
+from tests.faults.conftest import RayCluster
+
+pytestmark = [pytest.mark.slow, pytest.mark.faults]
+
+EPOCHS = 8
+
+
+def _events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _latest(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each trial's latest epoch report."""
+    return {e["trial_id"]: e for e in events if e["type"] == "trial_metrics"}
+
+
+@pytest.mark.timeout(600)
+def test_a_lost_node_s_trial_resumes_from_its_checkpoint_on_the_surviving_node(
+    ray_cluster: RayCluster, test_data_dir: Path, tmp_path: Path
+) -> None:
+    head = ray_cluster.start_head(num_cpus=1, resources={"train_driver": 2})
+    node2 = ray_cluster.add_node("node2", num_cpus=1, resources={"node2": 1})
+    data = tiny_spec(
+        test_data_dir, num_trials=2, max_concurrent_trials=2, scheduler="fifo", max_retries=1
+    )
+    data["job"].update(workers=1, global_batch_size=50, epochs=EPOCHS)
+    data["job"]["workload_options"] = {"num_samples": 8000, "hidden": 128}
+    spec_path, events_path = tmp_path / "spec.json", tmp_path / "events.jsonl"
+    spec_path.write_text(json.dumps(data))
+    command = [sys.executable, "-m", "tests.faults._sweep_driver", str(spec_path), "node-loss"]
+    command += [str(tmp_path / "runs"), f"sqlite:///{tmp_path}/mlflow.db", str(events_path)]
+    driver = spawn(
+        [*command, "--nodes", "2"], log_path=tmp_path / "driver.log", env=ray_cluster.env
+    )
+    try:
+        # Both trials report: each one's worker is on one node (the head has one CPU).
+        latest = wait_for(
+            lambda: found if len(found := _latest(_events(events_path))) == 2 else None,
+            timeout_s=300,
+            what="both trials' first epoch",
+            while_alive=driver,
+        )
+        on_node2, on_head = set(node2.members()), set(head.members())
+        placed = {
+            trial_id: "node2" if set(e["_worker_pids"]) <= on_node2 else "head"
+            for trial_id, e in latest.items()
+            if e["_worker_pids"] and set(e["_worker_pids"]) <= on_node2 | on_head
+        }
+        assert sorted(placed.values()) == ["head", "node2"], (placed, latest)
+        [victim] = [trial_id for trial_id, node in placed.items() if node == "node2"]
+        wait_for(
+            lambda: _latest(_events(events_path))[victim]["epoch"] >= 2,
+            timeout_s=120,
+            interval_s=0.1,
+            what="the second node's trial to report epoch 2",
+            while_alive=driver,
+        )
+        node2.kill()  # the machine is gone: raylet, agents, the trial's worker
+        lost_at = _latest(_events(events_path))[victim]["epoch"]
+        assert lost_at < EPOCHS, "the trial on the second node ended before it was lost"
+        driver.process.wait(timeout=420)
+    finally:
+        driver.stop(grace_s=10.0)
+    events = _events(events_path)
+    assert driver.process.returncode == 0, driver.log()
+    outcome = events[-1]
+    assert outcome["type"] == "outcome" and outcome["state"] == "succeeded", outcome
+    assert {t["status"] for t in outcome["trials"].values()} == {"completed"}
+
+    reports: dict[str, list[tuple[int, float]]] = {}
+    for event in events:
+        if event["type"] == "trial_metrics":
+            reports.setdefault(event["trial_id"], []).append(
+                (event["epoch"], event["metrics"]["resumed_from_epoch"])
+            )
+    for trial_id, epochs in reports.items():  # every epoch once, none lost or repeated
+        assert [epoch for epoch, _ in epochs] == list(range(1, EPOCHS + 1)), (trial_id, epochs)
+    [other] = set(reports) - {victim}
+    assert {resumed for _, resumed in reports[other]} == {0}  # it never noticed
+    resumed = [resumed for _, resumed in reports[victim]]
+    checkpoint = int(max(resumed))
+    assert 2 <= checkpoint <= lost_at  # from its latest checkpoint, at most the epoch it was at
+    assert resumed == [0] * checkpoint + [checkpoint] * (EPOCHS - checkpoint)
+    finished_on = set(outcome["trials"][victim]["worker_pids"])
+    assert finished_on and not finished_on & on_node2  # a new worker, on the head
+    # (ray_cluster checks at its stop that no process of either node is left)
