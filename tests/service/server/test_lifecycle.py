@@ -125,7 +125,7 @@ def test_a_sweep_end_to_end_over_http(service: Service, test_data_dir: Path) -> 
     assert sweep["mlflow_run_id"] and sweep["best"] is not None
     for trial in service.get(f"/v1/sweeps/{sweep_id}/trials")["data"]:
         detail = service.get(f"/v1/sweeps/{sweep_id}/trials/{trial['trial_id']}")
-        assert detail["epochs"] and "accuracy" in detail["epochs"][0]["metrics"]
+        assert detail["epochs"] and "val_accuracy" in detail["epochs"][0]["metrics"]
     fragment = httpx.get(
         f"{service.url}/v1/sweeps/{sweep_id}/best?format=yaml", headers=ADMIN, timeout=30
     )
