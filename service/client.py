@@ -24,10 +24,12 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, overload
 
@@ -35,6 +37,7 @@ import httpx
 from pydantic import ValidationError
 
 from service.wire import (
+    BEST_MODEL_FILES,
     BestPublic,
     DryRunPublic,
     ErrorPublic,
@@ -345,6 +348,29 @@ class ExtrapClient:
         if format == "yaml":
             return response.text
         return BestPublic.model_validate(response.json())
+
+    def download_best_model(self, sweep_id: str, directory: str | os.PathLike[str]) -> list[Path]:
+        """The best model's files (``weights.pt``, ``job.yaml``) written into ``directory``
+        (created if missing); each is streamed to a temporary name, then renamed."""
+        target = Path(directory)
+        target.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in BEST_MODEL_FILES:
+            path = target / name
+            partial = target / f".{name}.part"
+            with self._stream(
+                "GET", f"/v1/sweeps/{_quote(sweep_id)}/best/model", params={"file": name}
+            ) as response:
+                try:
+                    with partial.open("wb") as out:
+                        for chunk in response.iter_bytes():
+                            out.write(chunk)
+                except httpx.TransportError as exc:
+                    partial.unlink(missing_ok=True)
+                    raise ServiceUnreachable(self.api_url, _reason(exc)) from None
+            partial.replace(path)
+            written.append(path)
+        return written
 
     # -- streams ---------------------------------------------------------------------------
 

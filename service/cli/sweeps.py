@@ -332,11 +332,16 @@ def watch(sweep_id: SweepId, api_url: ApiUrlOption = None) -> None:
 # -- trials and results ---------------------------------------------------------------------
 
 
+def _kind(trial: TrialPublic) -> str:
+    return f"confirms {trial.confirms}" if trial.kind == "confirmation" else "search"
+
+
 def _trial_row(trial: TrialPublic) -> tuple[str, ...]:
     error = (trial.error or "").strip().splitlines()
     return (
         f"{trial.number:03d}",
         trial.trial_id,
+        _kind(trial),
         trial.status,
         _number(trial.last_epoch),
         _number(trial.value),
@@ -358,7 +363,8 @@ def trials(
     as_json: JsonFlag = False,
     api_url: ApiUrlOption = None,
 ) -> None:
-    """List a sweep's trials: status, last epoch, objective value, params, error.
+    """List a sweep's trials: kind (search, or the confirmation run of a search trial),
+    status, last epoch, objective value, params, error.
 
     Example: extrap trials 3f2a9c1b7d04 --status failed
     """
@@ -369,7 +375,7 @@ def trials(
         return
     from rich.table import Table
 
-    table = Table("#", "trial", "status", "epoch", "value", "params", "error")
+    table = Table("#", "trial", "kind", "status", "epoch", "value", "params", "error")
     for trial in page.data:
         table.add_row(*_trial_row(trial))
     console = _console()
@@ -397,7 +403,7 @@ def trial(
 
     console = _console()
     console.print(
-        f"trial {found.number:03d} ({found.trial_id}): {found.status}, "
+        f"trial {found.number:03d} ({found.trial_id}, {_kind(found)}): {found.status}, "
         f"value {_number(found.value)}\nparams: {_params(found.params) or '-'}"
     )
     names = sorted({name for row in found.epochs for name in row.metrics})
@@ -425,6 +431,22 @@ def _print_best(best: BestPublic) -> None:
     if best.metrics:
         shown = "  ".join(f"{k}={_number(v)}" for k, v in sorted(best.metrics.items()))
         console.print(f"metrics: {shown}")
+    confirmation = best.confirmation
+    if confirmation is not None:
+        console.print(
+            f"confirmed on {confirmation.n} fresh seeds "
+            f"({', '.join(str(seed) for seed in confirmation.seeds)}):"
+        )
+        for figure in (confirmation.validation, confirmation.test):
+            std = f" ± {_number(figure.std)}" if figure.std is not None else ""
+            console.print(f"  {figure.metric} = {_number(figure.mean)}{std} (n={figure.n})")
+    if best.note:
+        console.print(f"note: {best.note}")
+    if best.weights_uri or best.model_uri:
+        console.print(
+            f"model: {best.model_uri or '-'} (MLflow); weights {best.weights_uri or '-'} "
+            f"(extrap best {best.sweep_id} --download DIR)"
+        )
 
 
 def best(
@@ -432,16 +454,29 @@ def best(
     format: Annotated[
         BestFormat, typer.Option("--format", help="yaml: a job: block ready to paste")
     ] = BestFormat.table,
+    download: Annotated[
+        Path | None,
+        typer.Option(
+            "--download",
+            help="write the best model's weights.pt (state_dict) and job.yaml into this folder",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonFlag = False,
     api_url: ApiUrlOption = None,
 ) -> None:
-    """Show the best trial so far: its params as job fields, and its metrics.
+    """Show the best configuration: its params as job fields, its metrics, its confirmation
+    (mean ± std over fresh seeds) and its model; --download DIR fetches the model.
 
     Example: extrap best 3f2a9c1b7d04 --format yaml >> next-sweep.yaml
     """
     if as_json:
         format = BestFormat.json
     with make_client(api_url) as client, _reporting(sweep_id=sweep_id):
+        if download is not None:
+            for path in client.download_best_model(sweep_id, download):
+                typer.echo(str(path))
+            return
         if format is BestFormat.yaml:
             sys.stdout.write(client.best(sweep_id, format="yaml"))
             return

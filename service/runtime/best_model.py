@@ -26,6 +26,7 @@ import torch
 import yaml
 
 from search_spaces import SweepSpec, apply_params
+from service.wire import BEST_MODEL_DIR, JOB_FILE, WEIGHTS_FILE
 from trainers.checkpoint import STATE_FILE
 from trainers.config import TrainJobConfig
 from trainers.workloads import load_workload
@@ -33,9 +34,6 @@ from trainers.workloads import load_workload
 __all__ = ["JOB_FILE", "WEIGHTS_FILE", "export_best_model", "model_job"]
 
 log = logging.getLogger(__name__)
-
-WEIGHTS_FILE = "weights.pt"
-JOB_FILE = "job.yaml"
 
 
 def model_job(spec: SweepSpec, best: dict[str, Any], seed: int | None) -> TrainJobConfig:
@@ -64,7 +62,7 @@ def export_best_model(
     state = torch.load(Path(checkpoint) / STATE_FILE, map_location="cpu", weights_only=False)
     model = load_workload(job.workload, job.workload_options).build_model()
     model.load_state_dict(state["model"])
-    directory = Path(sweep_root) / "best"
+    directory = Path(sweep_root) / BEST_MODEL_DIR
     directory.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)

@@ -115,8 +115,9 @@ class SweepCallback(tune.Callback):
                 return
             if record is None:
                 number = live.tracker.known_trial_number(trial.trial_id)
-                if number is None:  # a new trial: the next number
-                    number = max((t.number for t in live.trials.values()), default=0) + 1
+                if number is None:  # a new trial: the next number, also past a lost driver's
+                    known = [t.number for t in live.trials.values()]
+                    number = max([live.tracker.highest_trial_number(), *known]) + 1
                 record = TrialRecord(trial.trial_id, number, params)
                 if confirmation is not None:
                     record.kind = "confirmation"

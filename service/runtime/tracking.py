@@ -318,6 +318,15 @@ class SweepTracker:
                 return _number_of(name)
         return None
 
+    def highest_trial_number(self) -> int:
+        """The highest number of a trial that had a run before this driver started (0: none).
+
+        A resumed driver numbers new trials above it: a trial the lost driver had started but
+        not yet saved in Tune's experiment state keeps its number, and the trial that takes
+        its place gets the next one.
+        """
+        return max((_number_of(run.info.run_name or "") for run in self._existing), default=0)
+
     def trial_run(
         self,
         trial_id: str,

@@ -341,7 +341,8 @@ def trial_epochs(session: Session, *, trial: Trial) -> list[TrialMetric]:
 
 
 def best_trial(session: Session, *, sweep: Sweep) -> Trial | None:
-    """The trial whose latest objective value is best (failed and diverged trials excluded)."""
+    """The search trial whose latest objective value is best (failed and diverged trials
+    excluded; confirmation runs too: the driver's final best averages them)."""
     order = Trial.value.desc() if sweep.objective_mode == "max" else Trial.value.asc()
     return session.execute(
         select(Trial)
@@ -349,6 +350,7 @@ def best_trial(session: Session, *, sweep: Sweep) -> Trial | None:
             Trial.sweep_id == sweep.id,
             Trial.value.is_not(None),
             Trial.status.not_in(_UNRANKED),
+            Trial.kind == "search",
         )
         .order_by(order, Trial.number)
         .limit(1)

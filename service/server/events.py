@@ -140,12 +140,11 @@ def _trial_started(session: Session, sweep: Sweep, event: TrialStartedEvent) -> 
     trial.error = None
     trial.finished_at = None
     trial.mlflow_run_id = event.mlflow_run_id or trial.mlflow_run_id
-    crud.append_event(
-        session,
-        sweep=sweep,
-        type="trial_started",
-        payload={"trial_id": trial.trial_id, "number": trial.number, "params": trial.params},
-    )
+    trial.kind, trial.confirms = event.kind, event.confirms
+    payload = {"trial_id": trial.trial_id, "number": trial.number, "params": trial.params}
+    if event.kind != "search":
+        payload |= {"kind": event.kind, "confirms": event.confirms}
+    crud.append_event(session, sweep=sweep, type="trial_started", payload=payload)
     return True
 
 
@@ -239,7 +238,10 @@ def _sweep_finished(session: Session, sweep: Sweep, event: SweepFinishedEvent) -
         value = best.get("value")
         if isinstance(value, int | float) and best.get("trial_id"):
             sweep.best_trial_id, sweep.best_value = str(best["trial_id"]), float(value)
-    crud.close_open_trials(session, sweep=sweep, reason="the sweep finished")
+    reason = "the sweep finished with this trial still open"
+    if sweep.driver_attempts > 1:  # a lost driver's trial that Tune had not saved yet
+        reason += "; it was started by a driver that was lost, and the resumed one ran another"
+    crud.close_open_trials(session, sweep=sweep, reason=reason)
     crud.set_state(session, sweep=sweep, target=SweepState(event.state), reason=event.reason)
     return True
 

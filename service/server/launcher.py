@@ -37,7 +37,6 @@ __all__ = ["DEFAULT_DRIVER_COMMAND", "Launcher", "driver_env"]
 log = logging.getLogger(__name__)
 
 DEFAULT_DRIVER_COMMAND: tuple[str, ...] = ("python", "-m", "service.runtime.driver")
-DEFAULT_HEALTH_CHECK_INTERVAL_S = "0.5"
 # Settings the driver reads from its environment besides the ones given explicitly.
 _PASS_THROUGH = ("EXTRAP_DATA_DIR",)
 
@@ -52,9 +51,6 @@ def driver_env(settings: Settings, *, token: str, sweep_id: str) -> dict[str, st
         "EXTRAP_STORAGE_PATH": settings.resolved_storage_path,
         "EXTRAP_DATA_ROOTS": os.pathsep.join(str(root) for root in settings.resolved_data_roots),
         "EXTRAP_HEARTBEAT_INTERVAL_S": f"{heartbeat_interval_s(settings):g}",
-        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get(
-            "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", DEFAULT_HEALTH_CHECK_INTERVAL_S
-        ),
     }
     for name in _PASS_THROUGH:
         if os.environ.get(name):

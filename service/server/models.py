@@ -5,7 +5,9 @@
   (cleared when the sweep ends), its MLflow ids, the best trial so far and the submission's
   ``Idempotency-Key`` (unique per owner).
 - ``trials`` and ``trial_metrics``: what the driver reported; ``(trial, epoch)`` is unique so a
-  retried push of the same epoch changes nothing.
+  retried push of the same epoch changes nothing. A trial's ``kind`` is ``search`` or
+  ``confirmation`` (``confirms``: the search trial it retrains on a fresh seed); trials stored
+  before migration 0004 are ``search`` trials.
 - ``sweep_events``: the per-sweep event log that the SSE endpoint replays (``seq`` is the SSE
   event id).
 """
@@ -182,6 +184,12 @@ class Trial(Base):
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    kind: Mapped[str] = mapped_column(
+        String(16), default="search", server_default="search", doc="search | confirmation"
+    )
+    confirms: Mapped[str | None] = mapped_column(
+        String(64), nullable=True, doc="a confirmation run: the search trial it confirms"
+    )
 
     sweep: Mapped[Sweep] = relationship(back_populates="trials")
     epochs: Mapped[list[TrialMetric]] = relationship(

@@ -16,6 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.wire.states import SweepState, TrialStatus
 
 __all__ = [
+    "BEST_MODEL_DIR",
+    "BEST_MODEL_FILES",
+    "JOB_FILE",
+    "WEIGHTS_FILE",
     "BestPublic",
     "BestSoFar",
     "DryRunPublic",
@@ -37,6 +41,14 @@ class _Out(BaseModel):
 class ObjectivePublic(_Out):
     metric: str
     mode: Literal["max", "min"]
+
+
+# The best model as the driver exports it: <storage>/<sweep id>/best/{weights.pt,job.yaml}
+# (the state_dict and the job that trained it); GET /v1/sweeps/{id}/best/model streams them.
+BEST_MODEL_DIR = "best"
+WEIGHTS_FILE = "weights.pt"
+JOB_FILE = "job.yaml"
+BEST_MODEL_FILES = (WEIGHTS_FILE, JOB_FILE)
 
 
 class BestSoFar(_Out):
@@ -81,6 +93,14 @@ class TrialPublic(_Out):
     number: int
     params: dict[str, Any]
     status: TrialStatus
+    kind: Literal["search", "confirmation"] = Field(
+        "search",
+        description="a search trial (chosen by Optuna), or a confirmation run: a top "
+        "configuration retrained on a fresh seed (search.confirm)",
+    )
+    confirms: str | None = Field(
+        None, description="a confirmation run: the search trial whose configuration it retrains"
+    )
     error: str | None = Field(None, description="the failure reason (traceback's last lines)")
     metrics: dict[str, Any] | None = Field(None, description="the latest reported metrics")
     value: float | None = Field(None, description="the objective metric's latest value")
@@ -107,19 +127,53 @@ class TrialsPublic(_Out):
     count: int
 
 
+class FigureStats(BaseModel):
+    """One figure over a configuration's confirmation runs."""
+
+    metric: str
+    mean: float | None = Field(None, description="null when no run reported it")
+    std: float | None = Field(None, description="sample standard deviation (n - 1); null if n < 2")
+    n: int = Field(description="how many runs reported it")
+
+
+class ConfirmationPublic(BaseModel):
+    """The best configuration retrained on fresh seeds (``search.confirm``)."""
+
+    n: int = Field(description="completed confirmation runs")
+    seeds: list[int | None]
+    trial_ids: list[str] = Field(description="the confirmation runs (trials of kind confirmation)")
+    validation: FigureStats = Field(description="the objective: what chose this configuration")
+    test: FigureStats = Field(description="the test figure, evaluated once per run at its end")
+
+
 class BestPublic(_Out):
-    """The best trial of a sweep: its params, metrics and the job fields they set."""
+    """The best configuration of a sweep: its params, metrics, the job fields they set, how
+    sure it is (``confirmation``, or a ``note`` that it rests on one seed) and its model."""
 
     sweep_id: str
-    trial_id: str
+    trial_id: str = Field(description="the search trial of the best configuration")
     number: int | None = None
-    value: float | None
+    value: float | None = Field(
+        description="the objective: the mean over the confirmation runs when confirmed"
+    )
     objective: ObjectivePublic
     params: dict[str, Any]
     metrics: dict[str, Any] | None = None
     job_overrides: dict[str, Any] = Field(
         description="the params as dotted job fields, e.g. optimizer.lr"
     )
+    confirmation: ConfirmationPublic | None = Field(
+        None, description="mean and std over fresh seeds; null without search.confirm"
+    )
+    note: str | None = Field(None, description="a caveat, e.g. that the best rests on one seed")
+    model_trial_id: str | None = Field(
+        None, description="the run whose model is the output (the median confirmation run)"
+    )
+    checkpoint_uri: str | None = Field(None, description="that run's final checkpoint")
+    weights_uri: str | None = Field(
+        None, description="the exported state_dict (GET .../best/model streams it)"
+    )
+    model_uri: str | None = Field(None, description="the MLflow model logged under the parent run")
 
 
 class ResumeRequest(BaseModel):

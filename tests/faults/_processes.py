@@ -1,10 +1,10 @@
 """Processes a fault test starts and owns, and the signals it sends them.
 
 Each is started in a session of its own (``start_new_session=True``): the session holds
-exactly that process and what it starts. Ray's workers put themselves in process groups of
-their own but stay in their node's session, so a session, not a process group, is what
-"everything of this node" means; stopping is SIGTERM to the leader, then SIGKILL to whatever
-of its session is left. Nothing here stops anything by name (no ``ray stop``, no ``pkill``).
+that process and what it starts. Ray's workers put themselves in process groups of their own
+and, seen here, some leave the session too, so "everything of this node" is the session and
+every descendant of its processes; stopping is SIGTERM to the leader, then SIGKILL to whatever
+of that is left. Nothing here stops anything by name (no ``ray stop``, no ``pkill``).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
-def session_pids(session_id: int) -> list[int]:
-    """The live (not zombie) processes of a session."""
-    found = []
+def _process_table() -> dict[int, tuple[int, int]]:
+    """Every live (not zombie) process: pid -> (parent pid, session id)."""
+    table = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -37,9 +37,26 @@ def session_pids(session_id: int) -> list[int]:
             continue
         # pid (comm) state ppid pgrp session ...: comm may hold spaces, so split after ")"
         fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[3]) == session_id and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
+        if fields[0] != "Z":
+            table[int(entry.name)] = (int(fields[1]), int(fields[3]))
+    return table
+
+
+def session_pids(session_id: int) -> list[int]:
+    """The live processes of a session and their descendants: a process that left the
+    session (``setsid``) is still its starter's, as Ray's workers may be."""
+    table = _process_table()
+    found = {pid for pid, (_, session) in table.items() if session == session_id}
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    todo = list(found)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return sorted(found)
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -45,8 +45,10 @@ def test_a_lost_node_s_trial_resumes_from_its_checkpoint_on_the_surviving_node(
     data = tiny_spec(
         test_data_dir, num_trials=2, max_concurrent_trials=2, scheduler="fifo", max_retries=1
     )
-    data["job"].update(workers=1, global_batch_size=50, epochs=EPOCHS)
-    data["job"]["workload_options"] = {"num_samples": 8000, "hidden": 128}
+    # Epochs of about 2 s (800 steps of 10): a trial outlives the look that places it and
+    # the kill that lands mid-trial (warm workers make small epochs take a fraction of that).
+    data["job"].update(workers=1, global_batch_size=10, epochs=EPOCHS)
+    data["job"]["workload_options"] = {"num_samples": 8000, "hidden": 256}
     spec_path, events_path = tmp_path / "spec.json", tmp_path / "events.jsonl"
     spec_path.write_text(json.dumps(data))
     command = [sys.executable, "-m", "tests.faults._sweep_driver", str(spec_path), "node-loss"]
@@ -55,20 +57,29 @@ def test_a_lost_node_s_trial_resumes_from_its_checkpoint_on_the_surviving_node(
         [*command, "--nodes", "2"], log_path=tmp_path / "driver.log", env=ray_cluster.env
     )
     try:
-        # Both trials report: each one's worker is on one node (the head has one CPU).
-        latest = wait_for(
-            lambda: found if len(found := _latest(_events(events_path))) == 2 else None,
-            timeout_s=300,
-            what="both trials' first epoch",
-            while_alive=driver,
-        )
-        on_node2, on_head = set(node2.members()), set(head.members())
-        placed = {
-            trial_id: "node2" if set(e["_worker_pids"]) <= on_node2 else "head"
-            for trial_id, e in latest.items()
-            if e["_worker_pids"] and set(e["_worker_pids"]) <= on_node2 | on_head
-        }
-        assert sorted(placed.values()) == ["head", "node2"], (placed, latest)
+        # Both trials report with their worker pids known: each one's worker is on one node
+        # (the head has one CPU). Each trial's node is noted while its worker is alive (polled:
+        # a report can come and go between two looks).
+        on_node2: set[int] = set()
+        placed: dict[str, str] = {}
+        seen: list[Any] = []
+
+        def _both_placed() -> dict[str, str] | None:
+            nonlocal on_node2
+            on_node2, on_head = set(node2.members()), set(head.members())
+            latest = _latest(_events(events_path))
+            for trial_id, e in latest.items():
+                pids = set(e["_worker_pids"])
+                if trial_id not in placed and pids and pids <= on_node2 | on_head:
+                    placed[trial_id] = "node2" if pids <= on_node2 else "head"
+            seen[:] = [on_head, on_node2, {t: e["_worker_pids"] for t, e in latest.items()}]
+            return placed if len(placed) == 2 else None
+
+        try:
+            wait_for(_both_placed, timeout_s=300, what="both trials' nodes", while_alive=driver)
+        except AssertionError as error:  # which pids were where, the last time it looked
+            raise AssertionError(f"{error}\nhead, node2, reports: {seen}; {placed}") from None
+        assert sorted(placed.values()) == ["head", "node2"], placed
         [victim] = [trial_id for trial_id, node in placed.items() if node == "node2"]
         wait_for(
             lambda: _latest(_events(events_path))[victim]["epoch"] >= 2,

@@ -93,9 +93,13 @@ def test_a_worker_killed_mid_trial_resumes_from_its_checkpoint_while_others_go_o
         ]
         for number, record in records.items()
     }
-    # the victim: epochs 1, 2 before the kill; then from its epoch-2 checkpoint (no epoch lost
-    # or repeated); the other trial never noticed
+    # the victim: epochs 1..k before the kill (k >= 2: the kill lands 0.3 s after epoch 2's
+    # report, during epoch 3 or, on a fast machine, a later one); then from its epoch-k
+    # checkpoint, no epoch lost or repeated; the other trial never noticed
     assert [epoch for epoch, _ in epochs[1]] == [1, 2, 3, 4, 5]
-    assert [resumed for _, resumed in epochs[1]] == [0, 0, 2, 2, 2]
+    resumed = [int(value) for _, value in epochs[1]]
+    checkpoint = resumed[-1]
+    assert 2 <= checkpoint <= 4, resumed
+    assert resumed == [0] * checkpoint + [checkpoint] * (5 - checkpoint)
     assert [resumed for _, resumed in epochs[2]] == [0] * 5
     assert time.monotonic() - started < 500

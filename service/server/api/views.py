@@ -7,14 +7,21 @@ from typing import Any
 
 import yaml
 from fastapi import Response
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from search_spaces import get_searchable
 from search_spaces.space import nest_dotted
 from service.server.crud import SweepRow
 from service.server.models import Sweep, Trial
 from service.settings import Settings
-from service.wire import BestPublic, BestSoFar, ObjectivePublic, SweepPublic, SweepState
+from service.wire import (
+    BestPublic,
+    BestSoFar,
+    ConfirmationPublic,
+    ObjectivePublic,
+    SweepPublic,
+    SweepState,
+)
 
 __all__ = [
     "best_public",
@@ -112,6 +119,12 @@ def best_public(sweep: Sweep | SweepRow, trial: Trial | None) -> BestPublic | No
             params=params,
             metrics=best.get("metrics"),
             job_overrides=job_overrides(params),
+            confirmation=_confirmation(best.get("confirmation")),
+            note=_text(best.get("note")),
+            model_trial_id=_text(best.get("model_trial_id")),
+            checkpoint_uri=_text(best.get("checkpoint_uri")),
+            weights_uri=_text(best.get("weights_uri")),
+            model_uri=_text(best.get("model_uri")),
         )
     if trial is None:
         return None
@@ -125,6 +138,20 @@ def best_public(sweep: Sweep | SweepRow, trial: Trial | None) -> BestPublic | No
         metrics=trial.metrics,
         job_overrides=job_overrides(trial.params),
     )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _confirmation(value: Any) -> ConfirmationPublic | None:
+    """The driver's confirmation block; one stored in another shape reads as none."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        return ConfirmationPublic.model_validate(value)
+    except ValidationError:
+        return None
 
 
 def best_yaml(best: BestPublic, sweep_name: str) -> str:

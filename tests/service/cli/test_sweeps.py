@@ -134,7 +134,7 @@ def test_trials_and_trial(cli: Cli) -> None:
     one = json.loads(cli.invoke("trial", sweep_id, "t1", "--json").stdout)
     assert [row["epoch"] for row in one["epochs"]] == [1, 2]
     shown = cli.invoke("trial", sweep_id, "t1").stdout
-    assert "trial 001 (t1): completed" in shown and "0.6" in shown and "0.8" in shown
+    assert "trial 001 (t1, search): completed" in shown and "0.6" in shown and "0.8" in shown
 
 
 def test_best_as_json_yaml_and_table(cli: Cli) -> None:
@@ -150,6 +150,65 @@ def test_best_as_json_yaml_and_table(cli: Cli) -> None:
     assert yaml.safe_load(as_yaml)["job"]["optimizer"]["lr"] == 0.3
     table = cli.invoke("best", sweep_id).stdout
     assert "optimizer.lr" in table and "0.3" in table and "accuracy = 0.8" in table
+
+
+def test_best_shows_the_confirmation_and_downloads_the_model(cli: Cli, tmp_path: Path) -> None:
+    sweep_id = cli.api.submit(cli.headers)
+    driver = cli.api.launch(sweep_id)
+    stats = {"mean": 0.85, "std": 0.0707, "n": 2}
+    best = {
+        "trial_id": "t0",
+        "number": 1,
+        "value": 0.85,
+        "params": {"lr": 0.1},
+        "confirmation": {
+            "n": 2,
+            "seeds": [1000, 1001],
+            "trial_ids": ["c0", "c1"],
+            "validation": {"metric": "val_accuracy", **stats},
+            "test": {"metric": "test_accuracy", **stats, "mean": 0.83},
+        },
+        "weights_uri": "exported",
+        "model_uri": "models:/m-7",
+    }
+    cli.api.push(
+        sweep_id,
+        driver,
+        event("trial_started", trial_id="t0", number=1, params={"lr": 0.1}),
+        event(
+            "trial_started",
+            trial_id="c0",
+            number=2,
+            params={"lr": 0.1},
+            kind="confirmation",
+            confirms="t0",
+        ),
+        event("sweep_finished", state="succeeded", best=best),
+    )
+    table = cli.invoke("trials", sweep_id).stdout
+    assert "search" in table and "confirms t0" in table
+    shown = cli.invoke("best", sweep_id).stdout
+    assert "confirmed on 2 fresh seeds (1000, 1001)" in shown
+    assert "val_accuracy = 0.85 ± 0.0707 (n=2)" in shown and "test_accuracy = 0.83" in shown
+    assert "models:/m-7" in shown and "--download" in shown
+    exported = Path(cli.api.settings.resolved_storage_path) / sweep_id / "best"
+    exported.mkdir(parents=True)
+    (exported / "weights.pt").write_bytes(b"state dict bytes")
+    (exported / "job.yaml").write_text("workload: mnist1d\n")
+    result = cli.invoke("best", sweep_id, "--download", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == [str(tmp_path / "out" / n) for n in ("weights.pt", "job.yaml")]
+    assert (tmp_path / "out" / "weights.pt").read_bytes() == b"state dict bytes"
+    assert (tmp_path / "out" / "job.yaml").read_text() == "workload: mnist1d\n"
+
+
+def test_best_download_without_a_model_says_why(cli: Cli, tmp_path: Path) -> None:
+    sweep_id = cli.api.submit(cli.headers)
+    _run_a_sweep(cli, sweep_id)
+    result = cli.invoke("best", sweep_id, "--download", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert "no exported model" in result.stderr
+    assert not (tmp_path / "out" / "weights.pt").exists()
 
 
 def test_best_before_any_result_says_so(cli: Cli) -> None:

@@ -239,3 +239,23 @@ def test_a_refused_call_is_not_retried() -> None:
 )
 def test_failure_kinds(error: BaseException, kind: str) -> None:
     assert failure_kind(error) == kind
+
+
+def test_a_resumed_driver_numbers_new_trials_past_the_lost_driver_s(
+    store: str, sweep_id: str, test_data_dir: Path
+) -> None:
+    """A trial the lost driver had started (a run exists) but Tune had not saved: the resumed
+    driver knows its number, and numbers the trial that replaces it past it."""
+    spec = load_spec(tiny_spec(test_data_dir))
+    lost = SweepTracker(spec, sweep_id=sweep_id, tracking_uri=store)
+    assert lost.highest_trial_number() == 0  # a new sweep
+    for number, trial_id in ((1, "t1"), (3, "t3")):
+        assert lost.trial_run(trial_id, number, {"lr": 0.1}, {"epochs": 3}) is not None
+    assert lost.close()  # the driver is gone; its runs stay open
+    resumed = SweepTracker(spec, sweep_id=sweep_id, tracking_uri=store)
+    try:
+        assert resumed.highest_trial_number() == 3
+        assert resumed.known_trial_number("t3") == 3
+        assert resumed.known_trial_number("t4") is None
+    finally:
+        resumed.close()

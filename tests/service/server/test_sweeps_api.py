@@ -263,3 +263,25 @@ def test_openapi_documents_the_spec_schema(api: Api) -> None:
     assert "SweepSpec" in schema["components"]["schemas"]
     assert "/v1/sweeps/{sweep_id}/events" in schema["paths"]
     assert api.client.get("/docs").status_code == 200
+
+
+def test_resuming_a_sweep_whose_stored_spec_no_longer_validates_is_409(api: Api) -> None:
+    """A sweep stored before objectives named validation figures (``accuracy``): it reads as
+    it was, but resuming it is refused with the field and the fix, and it stays as it was."""
+    from service.server.models import Sweep
+
+    headers = api.user()
+    sweep_id = api.submit(headers)
+    assert api.client.post(f"/v1/sweeps/{sweep_id}/cancel", headers=headers).status_code == 202
+    with api.ctx.db.write() as session:
+        sweep = session.get(Sweep, sweep_id)
+        assert sweep is not None
+        sweep.spec = {**sweep.spec, "objective": {"metric": "accuracy", "mode": "max"}}
+    shown = api.client.get(f"/v1/sweeps/{sweep_id}", headers=headers)
+    assert shown.status_code == 200 and shown.json()["spec"]["objective"]["metric"] == "accuracy"
+    refused = api.client.post(f"/v1/sweeps/{sweep_id}/resume", headers=headers)
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "spec_outdated" and error["field"] == "objective.metric"
+    assert "val_accuracy" in error["message"] and "new sweep" in error["message"]
+    assert api.state(sweep_id) == "cancelled"

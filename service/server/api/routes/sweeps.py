@@ -1,4 +1,4 @@
-"""``/v1/sweeps``: submit, list, show, cancel, resume, delete, best.
+"""``/v1/sweeps``: submit, list, show, cancel, resume, delete, best, the best model.
 
 Each handler authenticates first (:data:`CurrentUser`, see :mod:`service.server.api.deps`),
 then reads what it needs in the request's session; a handler that changes something does so
@@ -11,14 +11,15 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import FileResponse, PlainTextResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from search_spaces import FieldError, SweepSpec
+from search_spaces import FieldError, SpecError, SweepSpec, load_spec
 from service.server import cleanup, crud
 from service.server.api.bodies import (
     SPEC_REQUEST_BODY,
@@ -52,13 +53,16 @@ from service.server.states import IllegalTransition
 from service.settings import Settings
 from service.wire import (
     ACTIVE_SWEEP_STATES,
+    BEST_MODEL_DIR,
     FINAL_SWEEP_STATES,
+    WEIGHTS_FILE,
     BestPublic,
     DryRunPublic,
     ResumeRequest,
     SweepPublic,
     SweepsPublic,
     SweepState,
+    field_error_details,
 )
 
 __all__ = ["router"]
@@ -354,6 +358,7 @@ def resume_sweep(
             raise IllegalTransition(
                 sweep.state, SweepState.QUEUED, f"cannot resume a sweep that is {sweep.state}"
             )
+        _check_resumable(sweep.spec)
         error = trial_budget_error(sweep.num_trials + add_trials, ctx.settings, "add_trials")
         if error is not None:
             raise ApiError.invalid([error], code="invalid_request")
@@ -364,6 +369,24 @@ def resume_sweep(
     ctx.changed(sweep_id)
     ctx.wake()
     return _shown(session, ctx.settings, sweep_id, 202)
+
+
+def _check_resumable(stored: dict[str, Any]) -> None:
+    """409 if the stored spec no longer validates (stored by an earlier version: a test-set
+    or bare objective, say): its driver would refuse it, so it is not queued."""
+    try:
+        load_spec(stored)
+    except SpecError as exc:
+        first = exc.errors[0] if exc.errors else FieldError("", "the spec is invalid")
+        raise ApiError(
+            409,
+            "spec_outdated",
+            "this sweep's stored spec does not validate under this version, so it cannot be "
+            f"resumed ({first.path or 'spec'}: {first.message}); submit it again as a new "
+            "sweep with that fixed (GET /v1/sweeps/{id} shows the stored spec)",
+            field=first.path or None,
+            details=field_error_details(exc.errors),
+        ) from None
 
 
 @router.delete(
@@ -428,3 +451,60 @@ def get_best(
     if format == "yaml":
         return PlainTextResponse(best_yaml(best, sweep.name), media_type="application/yaml")
     return json_response(best)
+
+
+@router.get(
+    "/{sweep_id}/best/model",
+    response_model=None,
+    summary="The best configuration's trained weights (a state_dict), or the job that made them",
+    description=(
+        "`file=weights.pt` (default): the model's `state_dict`, saved with `torch.save`; "
+        "`file=job.yaml`: the job config that trained it (its workload builds the model to load "
+        "the weights into). Exported by the driver when the sweep ends, from the final "
+        "checkpoint of the median confirmation run (or of the best trial without confirmation). "
+        "Served from the service's storage; with object storage (`s3://…`), read `weights_uri` "
+        "from `/best`, or load `model_uri` with MLflow."
+    ),
+    responses={
+        200: {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "application/yaml": {"schema": {"type": "string"}},
+            },
+            "description": "The file, as an attachment",
+        },
+        **error_responses(401, 404, 422, 503),
+    },
+)
+def get_best_model(
+    user: CurrentUser,
+    session: SessionDep,
+    ctx: ContextDep,
+    sweep_id: SweepIdPath,
+    file: Annotated[Literal["weights.pt", "job.yaml"], Query()] = "weights.pt",
+) -> Response:
+    sweep = crud.sweep_row(session, sweep_id=sweep_id, user=user)
+    best = sweep.best if isinstance(sweep.best, dict) else {}
+    if not best.get("weights_uri"):
+        raise ApiError(
+            404,
+            "no_model",
+            "this sweep has no exported model yet: it is exported when the sweep ends with a "
+            "best trial whose checkpoint is on a filesystem (see /best: weights_uri, model_uri)",
+        )
+    storage = ctx.settings.resolved_storage_path
+    if "://" in storage:
+        raise ApiError(
+            404,
+            "model_not_served",
+            f"the model is in {storage}, which this service does not read: fetch weights_uri "
+            "from there, or load model_uri with MLflow",
+        )
+    # The path is the service's own (storage, sweep id, fixed names), not one it was sent.
+    path = Path(storage).resolve() / sweep.id / BEST_MODEL_DIR / file
+    if not path.is_file():
+        raise ApiError(
+            404, "model_missing", f"the exported model's {file} is no longer in the storage"
+        )
+    media = "application/octet-stream" if file == WEIGHTS_FILE else "application/yaml"
+    return FileResponse(path, media_type=media, filename=f"{sweep.id}-{file}")
