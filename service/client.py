@@ -48,6 +48,7 @@ from service.wire import (
     TrialsPublic,
     field_errors,
 )
+from service.wire.studies import StudiesPublic, StudyDryRunPublic, StudyPublic
 
 __all__ = [
     "ApiError",
@@ -317,6 +318,48 @@ class ExtrapClient:
     def delete_sweep(self, sweep_id: str) -> None:
         """Delete a sweep that is not running (its checkpoints and MLflow runs go too)."""
         self._request("DELETE", f"/v1/sweeps/{_quote(sweep_id)}")
+
+    # -- studies ---------------------------------------------------------------------------
+
+    def create_study(self, study: Mapping[str, Any]) -> StudyPublic:
+        """Submit a study (its base inline): one sweep per cell, queued at once. Not retried
+        (a study has no idempotency key): on a timeout, list your studies before resending."""
+        response = self._request("POST", "/v1/studies", json=dict(study))
+        return StudyPublic.model_validate(response.json())
+
+    def dry_run_study(self, study: Mapping[str, Any]) -> StudyDryRunPublic:
+        """Validate a study against the schema and the service's limits: its cells."""
+        response = self._request(
+            "POST", "/v1/studies", params={"dry_run": "true"}, json=dict(study)
+        )
+        return StudyDryRunPublic.model_validate(response.json())
+
+    def list_studies(self, *, offset: int = 0, limit: int = 20) -> StudiesPublic:
+        """Your studies, newest first."""
+        response = self._request("GET", "/v1/studies", params={"offset": offset, "limit": limit})
+        return StudiesPublic.model_validate(response.json())
+
+    def get_study(self, study_id: str) -> StudyPublic:
+        """A study: its state, its cells with their sweeps and figures, the table so far."""
+        response = self._request("GET", f"/v1/studies/{_quote(study_id)}")
+        return StudyPublic.model_validate(response.json())
+
+    def study_table(self, study_id: str, *, format: Literal["md", "csv"] = "md") -> str:
+        """The study's table as Markdown, or every cell as CSV."""
+        response = self._request(
+            "GET", f"/v1/studies/{_quote(study_id)}/table", params={"format": format}
+        )
+        return response.text
+
+    def cancel_study(self, study_id: str) -> StudyPublic:
+        """Cancel every cell of the study that is queued or running."""
+        response = self._request("POST", f"/v1/studies/{_quote(study_id)}/cancel")
+        return StudyPublic.model_validate(response.json())
+
+    def resume_study(self, study_id: str) -> StudyPublic:
+        """Queue the study's failed and cancelled cells again (finished ones are not rerun)."""
+        response = self._request("POST", f"/v1/studies/{_quote(study_id)}/resume")
+        return StudyPublic.model_validate(response.json())
 
     # -- trials and results ----------------------------------------------------------------
 

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     )
     max_concurrent_sweeps: int = Field(1, ge=1, description="sweeps running at once, in all")
     max_trials_per_sweep: int = Field(500, ge=1)
+    max_study_cells: int = Field(
+        64, ge=1, description="sweeps one study may queue (its cells: batch sizes x arms x rules)"
+    )
     max_concurrent_trials: int = Field(16, ge=1, description="trials at once in one sweep")
     max_body_bytes: int = Field(1_000_000, ge=1024, le=1_000_000_000)
     # Quotas per user (service.server.quotas): caps on what runs (the rest waits in the

@@ -105,3 +105,12 @@ def run(
         typer.echo(f"plot: {outcome.output_dir / 'plot.png'}")
     if not outcome.succeeded:
         raise typer.Exit(1)
+
+
+def _register_service_commands() -> None:
+    from service.cli import study_service
+
+    study_service.register(app)
+
+
+_register_service_commands()

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from service.client import ExtrapClient, SseEvent
     from service.wire import BestPublic, SweepPublic, TrialPublic
 
-__all__ = ["progress_event", "register"]
+__all__ = ["progress_event", "register", "reporting"]
 
 PANEL = "Sweeps on the service"
 INTERRUPTED = 130  # the shell's code for Ctrl-C
@@ -54,8 +54,11 @@ class BestFormat(StrEnum):
 
 
 @contextmanager
-def _reporting(*, spec: Path | None = None, sweep_id: str | None = None) -> Iterator[None]:
-    """Turn client errors into one-line messages and exit code 1."""
+def reporting(
+    *, spec: Path | None = None, sweep_id: str | None = None, what: str = "sweep spec"
+) -> Iterator[None]:
+    """Turn client errors into one-line messages and exit code 1 (``what``: what ``spec``
+    holds, for the message)."""
     from service.client import BodyTooLarge, ClientError, Conflict, InvalidSpec
 
     try:
@@ -66,7 +69,7 @@ def _reporting(*, spec: Path | None = None, sweep_id: str | None = None) -> Iter
         for problem in problems:
             typer.echo(f"{where}{problem}", err=True)
         if spec is not None and error.code == "invalid_spec":
-            exit_with_error(f"{spec} is not a valid sweep spec ({len(problems)} problem(s))")
+            exit_with_error(f"{spec} is not a valid {what} ({len(problems)} problem(s))")
         exit_with_error(f"rejected by the service: {error.message}")
     except BodyTooLarge as error:
         prefix = f"{spec}: " if spec is not None else ""
@@ -138,7 +141,7 @@ def submit(
     if watch and (dry_run or as_json):
         exit_with_error("--watch goes with neither --dry-run nor --json")
     body = _read_spec(spec)
-    with make_client(api_url) as client, _reporting(spec=spec):
+    with make_client(api_url) as client, reporting(spec=spec):
         if dry_run:
             verdict = client.dry_run(body)
             if as_json:
@@ -179,7 +182,7 @@ def list_sweeps(
 
     Example: extrap list --state running --state queued
     """
-    with make_client(api_url) as client, _reporting():
+    with make_client(api_url) as client, reporting():
         page = client.list_sweeps(states=state or (), offset=offset, limit=limit)
     if as_json:
         print_json(page.model_dump(mode="json"))
@@ -207,7 +210,7 @@ def show(sweep_id: SweepId, as_json: JsonFlag = False, api_url: ApiUrlOption = N
 
     Example: extrap show 3f2a9c1b7d04
     """
-    with make_client(api_url) as client, _reporting(sweep_id=sweep_id):
+    with make_client(api_url) as client, reporting(sweep_id=sweep_id):
         sweep = client.get_sweep(sweep_id)
     if as_json:
         print_json(sweep.model_dump(mode="json"))
@@ -324,7 +327,7 @@ def watch(sweep_id: SweepId, api_url: ApiUrlOption = None) -> None:
 
     Example: extrap watch 3f2a9c1b7d04
     """
-    with make_client(api_url) as client, _reporting(sweep_id=sweep_id):
+    with make_client(api_url) as client, reporting(sweep_id=sweep_id):
         code = _watch(client, sweep_id)
     raise typer.Exit(code)
 
@@ -368,7 +371,7 @@ def trials(
 
     Example: extrap trials 3f2a9c1b7d04 --status failed
     """
-    with make_client(api_url) as client, _reporting(sweep_id=sweep_id):
+    with make_client(api_url) as client, reporting(sweep_id=sweep_id):
         page = client.list_trials(sweep_id, statuses=status or (), offset=offset, limit=limit)
     if as_json:
         print_json(page.model_dump(mode="json"))
@@ -394,7 +397,7 @@ def trial(
 
     Example: extrap trial 3f2a9c1b7d04 3f2a9c1b7d04_00003
     """
-    with make_client(api_url) as client, _reporting(sweep_id=sweep_id):
+    with make_client(api_url) as client, reporting(sweep_id=sweep_id):
         found = client.get_trial(sweep_id, trial_id)
     if as_json:
         print_json(found.model_dump(mode="json"))
@@ -472,7 +475,7 @@ def best(
     """
     if as_json:
         format = BestFormat.json
-    with make_client(api_url) as client, _reporting(sweep_id=sweep_id):
+    with make_client(api_url) as client, reporting(sweep_id=sweep_id):
         if download is not None:
             for path in client.download_best_model(sweep_id, download):
                 typer.echo(str(path))
@@ -495,7 +498,7 @@ def cancel(sweep_id: SweepId, api_url: ApiUrlOption = None) -> None:
 
     Example: extrap cancel 3f2a9c1b7d04
     """
-    with make_client(api_url) as client, _reporting(sweep_id=sweep_id):
+    with make_client(api_url) as client, reporting(sweep_id=sweep_id):
         sweep = client.cancel_sweep(sweep_id)
     typer.echo(f"sweep {sweep.id}: {sweep.state}")
 
@@ -511,7 +514,7 @@ def resume(
 
     Example: extrap resume 3f2a9c1b7d04 --add-trials 8
     """
-    with make_client(api_url) as client, _reporting(sweep_id=sweep_id):
+    with make_client(api_url) as client, reporting(sweep_id=sweep_id):
         sweep = client.resume_sweep(sweep_id, add_trials=add_trials)
     typer.echo(f"sweep {sweep.id}: {sweep.state} ({sweep.num_trials} trials in total)")
 
@@ -530,7 +533,7 @@ def delete(
             exit_with_error(f"not deleting sweep {sweep_id} without --yes (no terminal to ask)")
         if not typer.confirm(f"delete sweep {sweep_id}, its checkpoints and MLflow runs?"):
             exit_with_error("not deleted")
-    with make_client(api_url) as client, _reporting(sweep_id=sweep_id):
+    with make_client(api_url) as client, reporting(sweep_id=sweep_id):
         client.delete_sweep(sweep_id)
     typer.echo(f"deleted sweep {sweep_id}")
 
@@ -549,7 +552,7 @@ def logs(
 
     Example: extrap logs 3f2a9c1b7d04 --tail 50 --follow
     """
-    with make_client(api_url) as client, _reporting(sweep_id=sweep_id):
+    with make_client(api_url) as client, reporting(sweep_id=sweep_id):
         if not follow:
             sys.stdout.write(client.logs(sweep_id, tail=tail))
             return

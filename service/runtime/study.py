@@ -14,7 +14,6 @@ calls :func:`render_outputs` and :func:`log_study_run` from a Ray Job once they 
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
@@ -27,14 +26,19 @@ import yaml
 from search_spaces.study import StudyCell, StudySpec
 from service.runtime.driver import SweepOutcome, run_sweep
 from service.runtime.events import EventSink
-from service.wire.studies import StudyCellResult, cell_result, table_csv, table_markdown
+from service.wire.studies import (
+    StudyCellResult,
+    cell_result,
+    cell_template,
+    plot_png,
+    table_csv,
+    table_markdown,
+)
 
 __all__ = [
     "StudyOutcome",
-    "cell_row",
     "log_study_run",
     "outcome_row",
-    "plot_png",
     "render_outputs",
     "run_study",
 ]
@@ -58,25 +62,12 @@ class StudyOutcome:
         return all(row.state == "succeeded" for row in self.rows)
 
 
-def cell_row(cell: StudyCell, *, sweep_id: str) -> StudyCellResult:
-    """A cell's row before its sweep ran."""
-    return StudyCellResult(
-        key=cell.key,
-        batch_size=cell.batch_size,
-        arm=cell.arm,
-        epochs=cell.epochs,
-        passes=cell.passes,
-        comparisons=list(cell.comparisons),
-        sweep_id=sweep_id,
-    )
-
-
 def outcome_row(
     cell: StudyCell, outcome: SweepOutcome, *, sweep_id: str, wall_seconds: float
 ) -> StudyCellResult:
     """A cell's row from its sweep's outcome."""
     row = cell_result(
-        cell_row(cell, sweep_id=sweep_id),
+        cell_template(cell, sweep_id=sweep_id),
         state=outcome.state,
         best=outcome.best,
         final_metrics={t.trial_id: t.last for t in outcome.trials.values()},
@@ -84,47 +75,6 @@ def outcome_row(
         gpus_per_worker=cell.spec.job.gpus_per_worker,
     )
     return row.model_copy(update={"wall_seconds": wall_seconds})
-
-
-def plot_png(rows: Sequence[StudyCellResult], arms: Sequence[str]) -> bytes:
-    """The test figure against batch size (log2 axis), one line per arm with its std as error
-    bars; one panel per comparison (equal epochs, equal compute)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    comparisons = [
-        c for c in ("equal_epochs", "equal_compute") if any(c in r.comparisons for r in rows)
-    ]
-    titles = {"equal_epochs": "equal epochs", "equal_compute": "equal compute"}
-    figure, axes = plt.subplots(
-        1, len(comparisons), figsize=(6 * len(comparisons), 4.5), squeeze=False, sharey=True
-    )
-    metric = next((r.test_metric for r in rows if r.test_metric), "test figure")
-    for axis, comparison in zip(axes[0], comparisons, strict=True):
-        for arm in arms:
-            points = sorted(
-                (r.batch_size, r.test_mean, r.test_std or 0.0)
-                for r in rows
-                if r.arm == arm and comparison in r.comparisons and r.test_mean is not None
-            )
-            if points:
-                x, y, err = zip(*points, strict=True)
-                epochs = {r.epochs for r in rows if r.arm == arm and comparison in r.comparisons}
-                label = f"{arm} ({'/'.join(str(e) for e in sorted(epochs))} epochs)"
-                axis.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
-        axis.set_xscale("log", base=2)
-        axis.set_xlabel("global batch size")
-        axis.set_title(titles[comparison])
-        axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=8)
-    axes[0][0].set_ylabel(f"{metric} (mean ± std over seeds)")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
-    plt.close(figure)
-    return buffer.getvalue()
 
 
 def render_outputs(study: StudySpec, rows: Sequence[StudyCellResult], output_dir: Path) -> None:

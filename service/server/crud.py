@@ -16,32 +16,39 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, select, true
 from sqlalchemy.orm import Session, joinedload
 
 from search_spaces import SweepSpec
 from service.server.fastsql import FastSelect
-from service.server.models import Sweep, SweepEvent, Trial, TrialMetric, User, utcnow
+from service.server.models import Study, Sweep, SweepEvent, Trial, TrialMetric, User, utcnow
 from service.server.states import check_sweep_transition
 from service.wire import FINAL_SWEEP_STATES, SweepState, TrialStatus
 
 __all__ = [
     "Principal",
+    "StudyNotFound",
     "SweepNotFound",
     "SweepRow",
     "append_event",
     "best_trial",
+    "cancel",
     "check_visible",
     "close_open_trials",
+    "create_study",
     "create_sweep",
     "events_after",
+    "get_study",
     "get_sweep",
     "get_trial",
+    "list_studies",
     "list_sweeps",
     "list_trials",
     "lock_sweep",
     "queued_sweeps",
+    "requeue",
     "set_state",
+    "study_sweeps",
     "sweep_by_idempotency_key",
     "sweep_row",
     "sweep_with_counts",
@@ -390,3 +397,100 @@ def close_open_trials(session: Session, *, sweep: Sweep, reason: str) -> int:
             payload={"trial_id": trial.trial_id, "status": trial.status, "error": reason},
         )
     return closed
+
+
+# -- studies --------------------------------------------------------------------------------
+
+
+def create_study(
+    session: Session,
+    *,
+    owner: Principal,
+    name: str,
+    spec: Mapping[str, Any],
+    cells: Sequence[tuple[dict[str, Any], SweepSpec]],
+) -> Study:
+    """Store a study and queue one ordinary sweep per cell (``cells``: each cell's row
+    template and its validated sweep spec), in one transaction."""
+    rows = []
+    for template, cell_spec in cells:
+        sweep = create_sweep(session, owner=owner, spec=cell_spec)
+        rows.append({**template, "sweep_id": sweep.id})
+    study = Study(id=new_sweep_id(), name=name, owner_id=owner.id, spec=dict(spec), cells=rows)
+    session.add(study)
+    session.flush()
+    return study
+
+
+def get_study(session: Session, *, study_id: str, user: Principal) -> Study:
+    """The study, if ``user`` may see it (else :class:`StudyNotFound`)."""
+    study = session.get(Study, study_id)
+    if study is None or not _may_see(user, study.owner_id):
+        raise StudyNotFound(study_id)
+    return study
+
+
+def list_studies(
+    session: Session, *, user: Principal, offset: int = 0, limit: int = 100
+) -> tuple[list[Study], int]:
+    """A page of the studies ``user`` may see, newest first, and how many there are."""
+    where = true() if user.is_admin else Study.owner_id == user.id
+    count = session.execute(select(func.count()).select_from(Study).where(where)).scalar_one()
+    rows = session.execute(
+        select(Study)
+        .where(where)
+        .order_by(Study.created_at.desc(), Study.id.desc())
+        .offset(offset)
+        .limit(limit)
+    ).scalars()
+    return list(rows), count
+
+
+def study_sweeps(
+    session: Session, *, studies: Sequence[Study], with_trials: bool = False
+) -> tuple[dict[str, Sweep], dict[str, dict[str, dict[str, Any]]]]:
+    """The cells' sweeps by id, and (``with_trials``) each sweep's trials' latest metrics
+    (sweep id → trial id → metrics): two queries for any number of studies."""
+    ids = [cell["sweep_id"] for study in studies for cell in study.cells if cell.get("sweep_id")]
+    if not ids:
+        return {}, {}
+    sweeps = {
+        sweep.id: sweep
+        for sweep in session.execute(select(Sweep).where(Sweep.id.in_(ids))).scalars()
+    }
+    metrics: dict[str, dict[str, dict[str, Any]]] = {}
+    if with_trials:
+        found = session.execute(
+            select(Trial.sweep_id, Trial.trial_id, Trial.metrics).where(Trial.sweep_id.in_(ids))
+        )
+        for sweep_id, trial_id, values in found:
+            metrics.setdefault(sweep_id, {})[trial_id] = dict(values or {})
+    return sweeps, metrics
+
+
+class StudyNotFound(LookupError):
+    """No such study, or one the caller may not see (both read as 404)."""
+
+    def __init__(self, study_id: str) -> None:
+        self.study_id = study_id
+        super().__init__(f"study {study_id!r} not found")
+
+
+def cancel(session: Session, *, sweep: Sweep, by: str) -> str | None:
+    """Cancel a locked sweep: a queued one at once, an active one through ``cancelling`` (its
+    driver is stopped by the caller: the Ray job id returned)."""
+    if sweep.state == SweepState.QUEUED.value:
+        set_state(session, sweep=sweep, target=SweepState.CANCELLED, reason="cancelled")
+        return None
+    job_id = sweep.ray_job_id
+    set_state(session, sweep=sweep, target=SweepState.CANCELLING, reason=f"cancelled by {by}")
+    return job_id
+
+
+def requeue(session: Session, *, sweep: Sweep, add_trials: int = 0) -> None:
+    """Put a locked, finished sweep back in the queue (its driver resumes it), with
+    ``add_trials`` more trials."""
+    sweep.num_trials += add_trials
+    sweep.add_trials = add_trials
+    sweep.driver_attempts = 0
+    set_state(session, sweep=sweep, target=SweepState.QUEUED)

@@ -10,6 +10,9 @@
   before migration 0004 are ``search`` trials.
 - ``sweep_events``: the per-sweep event log that the SSE endpoint replays (``seq`` is the SSE
   event id).
+- ``studies``: a batch-size scaling study: its validated spec and its cells, each an ordinary
+  sweep (``cells``: the cell's key, batch size, arm, epochs, passes, comparisons and sweep id);
+  its state and table are computed from its sweeps when read.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 __all__ = [
     "ApiToken",
     "Base",
+    "Study",
     "Sweep",
     "SweepEvent",
     "Trial",
@@ -222,3 +226,18 @@ class SweepEvent(Base):
     type: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
     time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Study(Base):
+    """A submitted study: its cells are sweeps (``cells[i]["sweep_id"]``)."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType, doc="the validated study spec")
+    cells: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONType, doc="one StudyCellResult template per cell, with its sweep id"
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

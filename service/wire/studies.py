@@ -1,9 +1,10 @@
 """A study's results: one row per cell, and the table they make (Markdown and CSV).
 
 The study runner fills :class:`StudyCellResult` from each cell's finished sweep; the server
-stores the rows and shows the partial table while cells finish; both render it with
-:func:`table_markdown` and :func:`table_csv`, so the table reads the same everywhere. (The plot
-needs matplotlib: only the runner draws it; the server serves the stored PNG.)
+computes the rows from the cells' sweeps and shows the partial table while cells finish; both
+render it with :func:`table_markdown` and :func:`table_csv`, so the table reads the same
+everywhere. :func:`plot_png` draws the plot from the same rows; it imports matplotlib when
+called, which the API does not carry: the runner and the CLI draw it, the server does not.
 
 A table has one row per batch size and one column per arm, per comparison: each cell shows the
 confirmed mean ± sample std of the test figure over the confirmation seeds, with the
@@ -24,11 +25,28 @@ import csv
 import io
 import statistics
 from collections.abc import Mapping, Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-__all__ = ["CSV_COLUMNS", "StudyCellResult", "cell_result", "table_csv", "table_markdown"]
+from service.wire.states import ACTIVE_SWEEP_STATES, SweepState
+
+__all__ = [
+    "CSV_COLUMNS",
+    "STUDY_STATES",
+    "StudiesPublic",
+    "StudyCellResult",
+    "StudyDryRunPublic",
+    "StudyPublic",
+    "StudySummaryPublic",
+    "cell_result",
+    "cell_template",
+    "plot_png",
+    "study_state",
+    "table_csv",
+    "table_markdown",
+]
 
 
 class StudyCellResult(BaseModel):
@@ -60,6 +78,36 @@ class StudyCellResult(BaseModel):
 
 
 CSV_COLUMNS = tuple(StudyCellResult.model_fields)
+
+
+class _Cell(Protocol):
+    """What a row is made from: :class:`search_spaces.study.StudyCell`."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def arm(self) -> str: ...
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def passes(self) -> int: ...
+    @property
+    def comparisons(self) -> Sequence[str]: ...
+
+
+def cell_template(cell: _Cell, *, sweep_id: str | None = None) -> StudyCellResult:
+    """A cell's row before its sweep ran (the runner's and the server's)."""
+    return StudyCellResult(
+        key=cell.key,
+        batch_size=cell.batch_size,
+        arm=cell.arm,
+        epochs=cell.epochs,
+        passes=cell.passes,
+        comparisons=list(cell.comparisons),
+        sweep_id=sweep_id,
+    )
 
 
 def _number(metrics: Mapping[str, Any], name: str) -> float | None:
@@ -163,3 +211,107 @@ def table_csv(rows: Sequence[StudyCellResult]) -> str:
         data["best_params"] = " ".join(f"{k}={v}" for k, v in sorted(row.best_params.items()))
         writer.writerow(data)
     return out.getvalue()
+
+
+# -- a study as the API shows it ----------------------------------------------------------------
+
+STUDY_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+StudyState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+def study_state(cell_states: Sequence[str]) -> StudyState:
+    """A study's state from its cells' sweep states.
+
+    ``queued`` while every cell is queued, ``running`` while any is queued or active, then
+    ``succeeded`` when all did, ``cancelled`` when any was cancelled, else ``failed`` (a failed
+    or deleted cell).
+    """
+    active = {state.value for state in ACTIVE_SWEEP_STATES} | {SweepState.QUEUED.value}
+    if cell_states and all(state == SweepState.QUEUED.value for state in cell_states):
+        return "queued"
+    if any(state in active for state in cell_states):
+        return "running"
+    if all(state == SweepState.SUCCEEDED.value for state in cell_states):
+        return "succeeded"
+    if any(state == SweepState.CANCELLED.value for state in cell_states):
+        return "cancelled"
+    return "failed"
+
+
+class StudySummaryPublic(BaseModel):
+    """A study in a list: its state and how many cells are in each sweep state."""
+
+    id: str
+    name: str
+    owner: str
+    state: StudyState
+    created_at: datetime
+    cell_counts: dict[str, int] = Field(description="cells by their sweep's state")
+
+
+class StudyPublic(StudySummaryPublic):
+    """A study with its cells (each an ordinary sweep) and the table so far."""
+
+    spec: dict[str, Any] = Field(description="the validated study spec")
+    arms: list[str] = Field(description="the arms' labels, in the table's column order")
+    cells: list[StudyCellResult] = Field(
+        description="one row per cell: its sweep, its state and, once its sweep has "
+        "confirmed its best, the confirmed mean ± std of the validation and test figures"
+    )
+    table_markdown: str = Field(
+        description="the table as it stands: a cell not finished shows its state"
+    )
+
+
+class StudiesPublic(BaseModel):
+    data: list[StudySummaryPublic]
+    count: int = Field(description="studies you may see, over all pages")
+
+
+class StudyDryRunPublic(BaseModel):
+    """A study dry run: the study as it would be stored and the sweeps it would queue."""
+
+    valid: Literal[True] = True
+    spec: dict[str, Any]
+    cells: list[StudyCellResult] = Field(description="the cells, not yet sweeps")
+
+
+def plot_png(rows: Sequence[StudyCellResult], arms: Sequence[str]) -> bytes:
+    """The test figure against batch size (log2 axis), one line per arm with its std as error
+    bars; one panel per comparison (equal epochs, equal compute)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    comparisons = [
+        c for c in ("equal_epochs", "equal_compute") if any(c in r.comparisons for r in rows)
+    ]
+    titles = {"equal_epochs": "equal epochs", "equal_compute": "equal compute"}
+    figure, axes = plt.subplots(
+        1, len(comparisons), figsize=(6 * len(comparisons), 4.5), squeeze=False, sharey=True
+    )
+    metric = next((r.test_metric for r in rows if r.test_metric), "test figure")
+    for axis, comparison in zip(axes[0], comparisons, strict=True):
+        for arm in arms:
+            points = sorted(
+                (r.batch_size, r.test_mean, r.test_std or 0.0)
+                for r in rows
+                if r.arm == arm and comparison in r.comparisons and r.test_mean is not None
+            )
+            if points:
+                x, y, err = zip(*points, strict=True)
+                epochs = {r.epochs for r in rows if r.arm == arm and comparison in r.comparisons}
+                label = f"{arm} ({'/'.join(str(e) for e in sorted(epochs))} epochs)"
+                axis.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("global batch size")
+        axis.set_title(titles[comparison])
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=8)
+    axes[0][0].set_ylabel(f"{metric} (mean ± std over seeds)")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    plt.close(figure)
+    return buffer.getvalue()

@@ -1,4 +1,5 @@
-"""Reading request bodies, after authentication: JSON models, and sweep specs (JSON or YAML).
+"""Reading request bodies, after authentication: JSON models, and sweep and study specs (JSON
+or YAML).
 
 Every body is read by a dependency that depends on the caller (so a request without a valid
 token never has its body read), through :func:`read_body`, which gives the request's
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -25,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from search_spaces import FieldError, SpecError, SweepSpec, load_spec
+from search_spaces.study import StudySpec, load_study
 from service.server.api.deps import pause_session, resume_session
 from service.server.api.errors import ApiError, short_traceback
 
@@ -35,6 +38,7 @@ __all__ = [
     "YAML_TYPES",
     "json_request_body",
     "load_spec_body",
+    "load_study_body",
     "media_type",
     "parse_json",
     "parse_model",
@@ -44,6 +48,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
+D = TypeVar("D")
 
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 JSON_TYPES = frozenset({"application/json", ""})
@@ -159,34 +164,51 @@ def _spec_from(data: Any) -> SweepSpec:
         raise SpecError([FieldError("", "the spec nests too deeply: flatten it")]) from None
 
 
+def _study_from(data: Any) -> StudySpec:
+    try:
+        return load_study(data)  # no directory: a base given as a path is refused
+    except RecursionError:
+        raise SpecError([FieldError("", "the study nests too deeply: flatten it")]) from None
+
+
 async def load_spec_body(raw: bytes, media: str) -> SweepSpec:
     """Parse and validate a spec body (JSON, or YAML with a YAML media type), or 4xx."""
+    return await _load_document(raw, media, _spec_from, "spec")
+
+
+async def load_study_body(raw: bytes, media: str) -> StudySpec:
+    """Parse and validate a study spec body (JSON or YAML; its base inline), or 4xx."""
+    return await _load_document(raw, media, _study_from, "study")
+
+
+async def _load_document(raw: bytes, media: str, build: Callable[[Any], D], what: str) -> D:
     data: Any
     if media in YAML_TYPES:
         data = _text(raw)
     elif _is_json(media):
         data = parse_json(raw)
         if not isinstance(data, dict):
-            raise ApiError.invalid([FieldError("", "a spec must be a JSON object")])
+            raise ApiError.invalid([FieldError("", f"a {what} must be a JSON object")])
     else:
         raise ApiError(
             415,
             "unsupported_media_type",
-            f"send the spec as application/json or application/yaml, not {media!r}",
+            f"send the {what} as application/json or application/yaml, not {media!r}",
         )
     try:
-        return await run_in_threadpool(_spec_from, data)
+        return await run_in_threadpool(build, data)
     except SpecError as exc:
         raise ApiError.invalid(exc.errors) from None
     except Exception as exc:  # the parser failed on this input: the client's to fix
         log.warning(
-            "spec parser failed on a request body: %s: %s\n%s",
+            "%s parser failed on a request body: %s: %s\n%s",
+            what,
             type(exc).__name__,
             exc,
             short_traceback(exc),
         )
         raise ApiError.invalid(
-            [FieldError("", f"the spec cannot be read: {type(exc).__name__}: {exc}"[:500])]
+            [FieldError("", f"the {what} cannot be read: {type(exc).__name__}: {exc}"[:500])]
         ) from None
 
 

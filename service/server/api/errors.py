@@ -26,7 +26,7 @@ from sqlalchemy import exc as db_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from search_spaces import FieldError, SpecError
-from service.server.crud import SweepNotFound
+from service.server.crud import StudyNotFound, SweepNotFound
 from service.server.states import IllegalTransition
 from service.wire import ErrorBody, ErrorPublic, invalid_body
 
@@ -153,6 +153,8 @@ async def _spec_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, StudyNotFound):
+        return _response(ApiError.not_found(f"study {exc.study_id!r}"))
     assert isinstance(exc, SweepNotFound)
     return _response(ApiError.not_found(f"sweep {exc.sweep_id!r}"))
 
@@ -224,6 +226,7 @@ _HANDLERS = {
     db_errors.InterfaceError: _database_down,
     SpecError: _spec_error,
     SweepNotFound: _not_found,
+    StudyNotFound: _not_found,
     IllegalTransition: _illegal,
     RequestValidationError: _validation,
     StarletteHTTPException: _http,

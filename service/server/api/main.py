@@ -27,7 +27,7 @@ from service.server.api.context import AppContext
 from service.server.api.errors import install_error_handlers
 from service.server.api.metrics import AppMetrics
 from service.server.api.middleware import Edge
-from service.server.api.routes import health, internal, streams, sweeps, trials
+from service.server.api.routes import health, internal, streams, studies, sweeps, trials
 from service.server.auth import ADMIN_TOKEN_FILE, ensure_admin_token, write_admin_token_file
 from service.server.db import Database
 from service.server.dispatch.base import Dispatcher
@@ -45,7 +45,14 @@ __all__ = ["ADMIN_TOKEN_FILE", "create_app"]
 log = logging.getLogger(__name__)
 
 API_VERSION = "1"
-_ROUTERS = (sweeps.router, trials.router, streams.router, internal.router, health.router)
+_ROUTERS = (
+    sweeps.router,
+    trials.router,
+    studies.router,
+    streams.router,
+    internal.router,
+    health.router,
+)
 
 
 def create_app(

@@ -12,7 +12,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from search_spaces import get_searchable
 from search_spaces.space import nest_dotted
 from service.server.crud import SweepRow
-from service.server.models import Sweep, Trial
+from service.server.models import Study, Sweep, Trial
 from service.settings import Settings
 from service.wire import (
     BestPublic,
@@ -22,6 +22,14 @@ from service.wire import (
     SweepPublic,
     SweepState,
 )
+from service.wire.studies import (
+    StudyCellResult,
+    StudyPublic,
+    StudySummaryPublic,
+    cell_result,
+    study_state,
+    table_markdown,
+)
 
 __all__ = [
     "best_public",
@@ -29,6 +37,9 @@ __all__ = [
     "job_overrides",
     "json_response",
     "mlflow_url",
+    "study_cells",
+    "study_public",
+    "study_summary",
     "sweep_public",
 ]
 
@@ -163,3 +174,76 @@ def best_yaml(best: BestPublic, sweep_name: str) -> str:
     )
     body = yaml.safe_dump({"job": nest_dotted(best.job_overrides)}, sort_keys=True)
     return header + body
+
+
+# -- studies --------------------------------------------------------------------------------
+
+_DELETED = "deleted"
+
+
+def study_cells(
+    study: Study,
+    sweeps: Mapping[str, Sweep],
+    metrics: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+) -> list[StudyCellResult]:
+    """The study's rows as they stand: each cell's template filled from its sweep (its state;
+    with ``metrics``, its confirmed figures, counted gradients and wall time) by
+    :func:`service.wire.studies.cell_result`, the function the local runner uses."""
+    rows = []
+    for template in study.cells:
+        row = StudyCellResult.model_validate(template)
+        sweep = sweeps.get(str(template.get("sweep_id")))
+        if sweep is None:  # its sweep was deleted
+            rows.append(row.model_copy(update={"state": _DELETED}))
+            continue
+        if metrics is None:
+            rows.append(row.model_copy(update={"state": sweep.state}))
+            continue
+        job = (sweep.spec or {}).get("job") or {}
+        filled = cell_result(
+            row,
+            state=sweep.state,
+            best=sweep.best if SweepState(sweep.state) is SweepState.SUCCEEDED else None,
+            final_metrics=metrics.get(sweep.id, {}),
+            workers=int(job.get("workers") or 1),
+            gpus_per_worker=float(job.get("gpus_per_worker") or 0.0),
+        )
+        if sweep.started_at is not None and sweep.finished_at is not None:
+            wall = (sweep.finished_at - sweep.started_at).total_seconds()
+            filled = filled.model_copy(update={"wall_seconds": wall})
+        rows.append(filled)
+    return rows
+
+
+def _arms(study: Study) -> list[str]:
+    arms = []
+    for arm in study.spec.get("arms") or []:
+        label = arm.get("name") or arm.get("preset")
+        if isinstance(label, str) and label not in arms:
+            arms.append(label)
+    return arms
+
+
+def study_summary(study: Study, rows: list[StudyCellResult], owner: str) -> StudySummaryPublic:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.state] = counts.get(row.state, 0) + 1
+    return StudySummaryPublic(
+        id=study.id,
+        name=study.name,
+        owner=owner,
+        state=study_state([row.state for row in rows]),
+        created_at=study.created_at,
+        cell_counts=counts,
+    )
+
+
+def study_public(study: Study, rows: list[StudyCellResult], owner: str) -> StudyPublic:
+    arms = _arms(study)
+    return StudyPublic(
+        **study_summary(study, rows, owner).model_dump(),
+        spec=study.spec,
+        arms=arms,
+        cells=rows,
+        table_markdown=table_markdown(rows, arms),
+    )

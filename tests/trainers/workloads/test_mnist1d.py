@@ -86,6 +86,30 @@ def test_splits_ignore_the_trial_seed(splits: Splits, mnist1d_data_dir: Path) ->
         assert all(torch.equal(a, b) for a, b in zip(first.tensors, second.tensors, strict=True))
 
 
+def test_no_validation_sample_is_in_any_rank_s_training_batch(
+    splits: Splits, mnist1d_data_dir: Path
+) -> None:
+    """Two ranks load their splits independently (the same on each), then train on their
+    shares of three epochs: no batch row is a validation row (or a test row)."""
+    from trainers.batches import EpochPlan
+
+    held_out = rows(splits.validation.tensors[0]) + rows(splits.test.tensors[0])
+    seen: set[bytes] = set()
+    for rank in (0, 1):
+        mine = _workload().load_splits(mnist1d_data_dir)  # what this rank loads
+        assert rows(mine.validation.tensors[0]) == rows(splits.validation.tensors[0])
+        plan = EpochPlan(
+            num_samples=len(mine.train), world_size=2, rank=rank, micro_batch=16, accumulation=2
+        )
+        for epoch in range(3):
+            for step in plan.steps(seed=SEED, epoch=epoch):
+                for index in step:
+                    batch = rows(mine.train.take(index)[0])
+                    assert not batch.keys() & held_out.keys()
+                    seen |= batch.keys()
+    assert len(seen) > 0.9 * len(splits.train)  # the batches covered the training split
+
+
 def test_validation_seed_changes_the_split(mnist1d_data_dir: Path) -> None:
     first = _workload(standardize=False).load_splits(mnist1d_data_dir)
     other = _workload(standardize=False, validation_seed=1).load_splits(mnist1d_data_dir)

@@ -65,7 +65,7 @@ from service.wire import (
     field_error_details,
 )
 
-__all__ = ["router"]
+__all__ = ["check_resumable", "router", "take_submission_token"]
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,12 @@ def admit_submission(
         earlier = crud.sweep_by_idempotency_key(session, owner=user, key=idempotency_key)
         if earlier is not None:
             return Admission(user, dry_run, idempotency_key, earlier)
+    take_submission_token(ctx, user)
+    return Admission(user, dry_run, idempotency_key, None)
+
+
+def take_submission_token(ctx: ContextDep, user: Caller) -> None:
+    """One submission's token from the caller's bucket, or 429 with ``Retry-After``."""
     wait_s = ctx.limiter.acquire(user.id)
     if wait_s is not None:
         settings = ctx.settings
@@ -157,7 +163,6 @@ def admit_submission(
             details=[{"retry_after_s": wait_s}],
             headers={"Retry-After": str(max(1, round(wait_s + 0.5)))},
         )
-    return Admission(user, dry_run, idempotency_key, None)
 
 
 AdmissionDep = Annotated[Admission, Depends(admit_submission)]
@@ -310,17 +315,7 @@ def cancel_sweep(
 ) -> Response:
     with ctx.db.writing(session):
         sweep = crud.lock_sweep(session, sweep_id=sweep_id, user=user)
-        job_id = sweep.ray_job_id
-        if sweep.state == SweepState.QUEUED.value:
-            crud.set_state(session, sweep=sweep, target=SweepState.CANCELLED, reason="cancelled")
-            job_id = None
-        else:
-            crud.set_state(
-                session,
-                sweep=sweep,
-                target=SweepState.CANCELLING,
-                reason=f"cancelled by {user.name}",
-            )
+        job_id = crud.cancel(session, sweep=sweep, by=user.name)
     ctx.changed(sweep_id)
     if job_id is not None and ctx.launcher is not None:
         ctx.launcher.stop_driver(job_id)
@@ -358,20 +353,17 @@ def resume_sweep(
             raise IllegalTransition(
                 sweep.state, SweepState.QUEUED, f"cannot resume a sweep that is {sweep.state}"
             )
-        _check_resumable(sweep.spec)
+        check_resumable(sweep.spec)
         error = trial_budget_error(sweep.num_trials + add_trials, ctx.settings, "add_trials")
         if error is not None:
             raise ApiError.invalid([error], code="invalid_request")
-        sweep.num_trials += add_trials
-        sweep.add_trials = add_trials
-        sweep.driver_attempts = 0
-        crud.set_state(session, sweep=sweep, target=SweepState.QUEUED)
+        crud.requeue(session, sweep=sweep, add_trials=add_trials)
     ctx.changed(sweep_id)
     ctx.wake()
     return _shown(session, ctx.settings, sweep_id, 202)
 
 
-def _check_resumable(stored: dict[str, Any]) -> None:
+def check_resumable(stored: dict[str, Any]) -> None:
     """409 if the stored spec no longer validates (stored by an earlier version: a test-set
     or bare objective, say): its driver would refuse it, so it is not queued."""
     try:

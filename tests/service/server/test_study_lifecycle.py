@@ -1,0 +1,68 @@
+"""A study through the service, end to end: HTTP in, one real sweep per cell (the real driver
+as a Ray job on the session's head), and a table whose every cell equals the mean and sample
+std of its confirmation runs' test figures as MLflow holds them.
+
+Slow (four tiny cells, about two minutes here): ``pytest -m slow``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.service.runtime.test_study import tiny_study
+from tests.service.server._service import ADMIN, Service
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+def _wait(service: Service, study_id: str, timeout_s: float = 800.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    study: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        study = service.get(f"/v1/studies/{study_id}")
+        if study["state"] in ("succeeded", "failed", "cancelled"):
+            return study
+        time.sleep(2.0)
+    raise AssertionError(f"timed out; last seen: {study}")
+
+
+def test_a_study_through_the_service_tables_its_confirmation_runs(
+    service: Service, test_data_dir: Path
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    data = tiny_study(test_data_dir, compute="equal_epochs")
+    data["budget"] = {"num_trials": 1, "epochs": 1, "max_concurrent_trials": 1}
+    response = httpx.post(f"{service.url}/v1/studies", json=data, headers=ADMIN, timeout=60)
+    assert response.status_code == 201, response.text
+    study = _wait(service, response.json()["id"])
+    assert study["state"] == "succeeded", study["cells"]
+    assert len(study["cells"]) == 4  # 2 batch sizes x 2 arms, equal epochs
+
+    client = MlflowClient(tracking_uri=service.settings.resolved_mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name("tiny-study")
+    assert experiment is not None  # every cell's sweep logs to the study's experiment
+    for row in study["cells"]:
+        best = service.get(f"/v1/sweeps/{row['sweep_id']}/best")
+        confirmation = best["confirmation"]
+        assert confirmation["n"] == 2 and row["n"] == 2
+        tests = []
+        for trial_id in confirmation["trial_ids"]:
+            [run] = client.search_runs(
+                [experiment.experiment_id],
+                filter_string=f"tags.`extrap.sweep_id` = '{row['sweep_id']}' "
+                f"and tags.`extrap.trial_id` = '{trial_id}'",
+            )
+            tests.append(run.data.metrics["test_accuracy"])
+        assert row["test_mean"] == pytest.approx(statistics.fmean(tests))
+        assert row["test_std"] == pytest.approx(statistics.stdev(tests))
+        assert row["gradient_evaluations"] and row["gradient_evaluations"] > 0
+    table = httpx.get(f"{service.url}/v1/studies/{study['id']}/table", headers=ADMIN, timeout=30)
+    first = study["cells"][0]
+    assert f"{first['test_mean']:.3f} ± {first['test_std']:.3f}" in table.text
