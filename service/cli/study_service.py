@@ -73,6 +73,8 @@ def _print_study(study: StudyPublic) -> None:
     if study.table_markdown.strip():
         typer.echo("")
         typer.echo(study.table_markdown.rstrip())
+    if study.plot_ready:
+        typer.echo(f"\nplot: GET /v1/studies/{study.id}/plot.png; MLflow run {study.mlflow_run_id}")
 
 
 def submit(

@@ -7,6 +7,11 @@ Ray job whose entrypoint is ``python -m service.runtime.driver --sweep-id <id> -
 [--resume]`` with the token in ``EXTRAP_DRIVER_TOKEN``. The state is committed before the job
 is submitted, so a driver that starts at once finds its token valid.
 
+A study whose cells have all ended gets a render job (:meth:`Launcher.render_studies`):
+``python -m service.runtime.study_render --study-id <id> --api-url <url>`` with a token of its
+own, which draws the plot into ``<storage>/<study id>/outputs/`` and logs the study's MLflow
+parent run, then reports back; at most :data:`MAX_RENDER_ATTEMPTS` tries per ending.
+
 Example:
     >>> launcher = Launcher(db=db, dispatcher=dispatcher, settings=settings)  # doctest: +SKIP
     >>> launcher.launch_queued()  # doctest: +SKIP
@@ -27,16 +32,26 @@ from service.server import crud
 from service.server.auth import DRIVER_TOKEN_PREFIX, hash_token, new_token
 from service.server.db import Database
 from service.server.dispatch.base import Dispatcher, DispatcherUnavailable, DispatchRejected
-from service.server.models import Sweep, utcnow
+from service.server.models import Study, Sweep, utcnow
 from service.server.quotas import next_launchable
 from service.settings import Settings
 from service.wire import ACTIVE_SWEEP_STATES, SweepState
+from service.wire.studies import study_state
 
-__all__ = ["DEFAULT_DRIVER_COMMAND", "Launcher", "driver_env"]
+__all__ = [
+    "DEFAULT_DRIVER_COMMAND",
+    "MAX_RENDER_ATTEMPTS",
+    "RENDER_COMMAND",
+    "Launcher",
+    "driver_env",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DRIVER_COMMAND: tuple[str, ...] = ("python", "-m", "service.runtime.driver")
+RENDER_COMMAND: tuple[str, ...] = ("python", "-m", "service.runtime.study_render")
+MAX_RENDER_ATTEMPTS = 3
+_ENDED = frozenset({"succeeded", "failed", "cancelled"})
 # Settings the driver reads from its environment besides the ones given explicitly.
 _PASS_THROUGH = ("EXTRAP_DATA_DIR",)
 
@@ -192,3 +207,71 @@ class Launcher:
             self.dispatcher.stop(job_id)
         except (DispatcherUnavailable, DispatchRejected) as exc:
             log.warning("could not stop driver job %s yet: %s", job_id, exc)
+
+    # -- study render jobs ------------------------------------------------------------------
+
+    def render_studies(self) -> list[str]:
+        """Start the render job of every study whose cells have all ended and whose outputs
+        were not drawn for that ending (a job that ended without reporting is tried again,
+        up to :data:`MAX_RENDER_ATTEMPTS`); return the study ids started."""
+        with self.db.read() as session:
+            studies = list(
+                session.execute(
+                    select(Study).where(
+                        Study.rendered_state.is_(None),
+                        Study.render_attempts < MAX_RENDER_ATTEMPTS,
+                    )
+                ).scalars()
+            )
+            sweeps, _ = crud.study_sweeps(session, studies=studies)
+            due = [
+                (study.id, study.render_job_id)
+                for study in studies
+                if study_state(
+                    [sweeps[c["sweep_id"]].state if c["sweep_id"] in sweeps else "deleted"
+                     for c in study.cells]
+                ) in _ENDED
+            ]  # fmt: skip
+        started = []
+        for study_id, job_id in due:
+            if job_id is not None and not self._job_ended(job_id):
+                continue  # its render job is still at work
+            if self._launch_render(study_id, previous_job=job_id):
+                started.append(study_id)
+        return started
+
+    def _job_ended(self, job_id: str) -> bool:
+        try:
+            job = self.dispatcher.job(job_id)
+        except DispatcherUnavailable:
+            return False  # ask again on the next pass
+        return job is None or job.terminal
+
+    def _launch_render(self, study_id: str, *, previous_job: str | None) -> bool:
+        token = new_token(DRIVER_TOKEN_PREFIX)
+        with self.db.write() as session:
+            study = session.get(Study, study_id, with_for_update=True)
+            if study is None or study.rendered_state is not None:
+                return False
+            if study.render_job_id != previous_job:
+                return False  # another pass started one meanwhile
+            study.render_attempts += 1
+            study.render_token_hash = hash_token(token)
+            study.render_job_id = (
+                f"extrap-study-{study.id}-{study.render_attempts}-{secrets.token_hex(3)}"
+            )
+            submission_id = study.render_job_id
+        env = driver_env(self.settings, token=token, sweep_id=study_id)
+        env.pop("EXTRAP_SWEEP_ID", None)
+        env["EXTRAP_STUDY_ID"] = study_id
+        argv = [*RENDER_COMMAND, "--study-id", study_id, "--api-url"]
+        argv.append(self.settings.resolved_public_url)
+        try:
+            self.dispatcher.submit(
+                submission_id=submission_id, entrypoint=shlex.join(argv), env_vars=env
+            )
+        except (DispatcherUnavailable, DispatchRejected) as exc:
+            log.warning("study %s: could not start its render job: %s", study_id, exc)
+            return False
+        log.info("study %s: render job submitted as %s", study_id, submission_id)
+        return True

@@ -12,7 +12,8 @@
   event id).
 - ``studies``: a batch-size scaling study: its validated spec and its cells, each an ordinary
   sweep (``cells``: the cell's key, batch size, arm, epochs, passes, comparisons and sweep id);
-  its state and table are computed from its sweeps when read.
+  its state and table are computed from its sweeps when read; once every cell has ended, a
+  render job draws its plot and logs its MLflow parent run.
 """
 
 from __future__ import annotations
@@ -241,3 +242,12 @@ class Study(Base):
         JSONType, doc="one StudyCellResult template per cell, with its sweep id"
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # The render job (service.runtime.study_render) that draws the plot and logs the study's
+    # MLflow parent run once every cell has ended: its token's hash while it may report.
+    render_job_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    render_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    render_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    rendered_state: Mapped[str | None] = mapped_column(
+        String(16), nullable=True, doc="the study state its outputs were rendered for"
+    )
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -171,6 +171,7 @@ class Supervisor:
                 self._guard(self.reconciler.reconcile_once)
                 next_reconcile = time.monotonic() + self.interval_s
             self._guard(self.launcher.launch_queued)
+            self._guard(self.launcher.render_studies)
             self._wake.wait(max(0.0, next_reconcile - time.monotonic()))
             self._wake.clear()
 

@@ -34,11 +34,14 @@ from service.wire.states import ACTIVE_SWEEP_STATES, SweepState
 
 __all__ = [
     "CSV_COLUMNS",
+    "STUDY_OUTPUTS_DIR",
     "STUDY_STATES",
     "StudiesPublic",
     "StudyCellResult",
     "StudyDryRunPublic",
     "StudyPublic",
+    "StudyRenderPublic",
+    "StudyRenderedIn",
     "StudySummaryPublic",
     "cell_result",
     "cell_template",
@@ -216,6 +219,8 @@ def table_csv(rows: Sequence[StudyCellResult]) -> str:
 # -- a study as the API shows it ----------------------------------------------------------------
 
 STUDY_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+STUDY_OUTPUTS_DIR = "outputs"
+"""A service study's drawn outputs: ``<storage>/<study id>/outputs/`` (plot.png, table.md, …)."""
 StudyState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
@@ -261,6 +266,11 @@ class StudyPublic(StudySummaryPublic):
     table_markdown: str = Field(
         description="the table as it stands: a cell not finished shows its state"
     )
+    plot_ready: bool = Field(
+        description="the plot is drawn (GET .../plot.png): once every cell has ended, a render "
+        "job draws it and logs the study's MLflow parent run"
+    )
+    mlflow_run_id: str | None = Field(None, description="the study's MLflow parent run")
 
 
 class StudiesPublic(BaseModel):
@@ -315,3 +325,21 @@ def plot_png(rows: Sequence[StudyCellResult], arms: Sequence[str]) -> bytes:
     figure.savefig(buffer, format="png", dpi=120)
     plt.close(figure)
     return buffer.getvalue()
+
+
+class StudyRenderPublic(BaseModel):
+    """What the render job needs (``GET /internal/v1/studies/{id}``)."""
+
+    study_id: str
+    spec: dict[str, Any]
+    state: StudyState
+    cells: list[StudyCellResult]
+    mlflow_tracking_uri: str
+    storage_path: str
+
+
+class StudyRenderedIn(BaseModel):
+    """The render job's report: the state it drew and the parent run it logged."""
+
+    state: StudyState
+    mlflow_run_id: str | None = Field(None, max_length=64)

@@ -27,7 +27,15 @@ from service.server.api.context import AppContext
 from service.server.api.errors import install_error_handlers
 from service.server.api.metrics import AppMetrics
 from service.server.api.middleware import Edge
-from service.server.api.routes import health, internal, streams, studies, sweeps, trials
+from service.server.api.routes import (
+    health,
+    internal,
+    internal_studies,
+    streams,
+    studies,
+    sweeps,
+    trials,
+)
 from service.server.auth import ADMIN_TOKEN_FILE, ensure_admin_token, write_admin_token_file
 from service.server.db import Database
 from service.server.dispatch.base import Dispatcher
@@ -39,6 +47,7 @@ from service.server.migrations import upgrade
 from service.server.reconciler import Reconciler, Supervisor
 from service.settings import Settings, get_settings
 from service.wire import DriverEventsIn, ErrorPublic, ResumeRequest
+from service.wire.studies import StudyRenderedIn
 
 __all__ = ["ADMIN_TOKEN_FILE", "create_app"]
 
@@ -51,6 +60,7 @@ _ROUTERS = (
     studies.router,
     streams.router,
     internal.router,
+    internal_studies.router,
     health.router,
 )
 
@@ -167,6 +177,7 @@ _BODY_MODELS: dict[str, type[BaseModel]] = {
     "SweepSpec": SweepSpec,
     "ResumeRequest": ResumeRequest,
     "DriverEventsIn": DriverEventsIn,
+    "StudyRenderedIn": StudyRenderedIn,
 }
 
 

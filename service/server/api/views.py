@@ -246,4 +246,6 @@ def study_public(study: Study, rows: list[StudyCellResult], owner: str) -> Study
         arms=arms,
         cells=rows,
         table_markdown=table_markdown(rows, arms),
+        plot_ready=study.rendered_state is not None,
+        mlflow_run_id=study.mlflow_run_id,
     )

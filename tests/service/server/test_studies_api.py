@@ -225,3 +225,70 @@ def test_studies_authenticate_first_and_are_private(api: Api) -> None:
     admin = api.client.get(f"/v1/studies/{study['id']}", headers=api.admin)
     assert admin.status_code == 200
     assert api.client.get("/v1/studies/no-such", headers=headers).status_code == 404
+
+
+def test_an_ended_study_gets_a_render_job_that_draws_its_plot_and_logs_its_parent_run(
+    api: Api,
+) -> None:
+    import httpx
+    from mlflow.tracking import MlflowClient
+    from PIL import Image
+
+    from service.runtime.study_render import render
+
+    headers = api.user()
+    study = _submit(api, headers, compute="equal_epochs")
+    launcher = api.ctx.launcher
+    assert launcher is not None
+    first, *rest = study["cells"]
+    _finish(api, first["sweep_id"], [0.6, 0.62])
+    assert study["id"] not in launcher.render_studies()  # cells still to run: nothing to draw
+    early = api.client.get(f"/v1/studies/{study['id']}/plot.png", headers=headers)
+    assert early.status_code == 404 and early.json()["error"]["code"] == "no_plot"
+    for cell in rest:
+        _finish(api, cell["sweep_id"], [0.7, 0.74])
+
+    assert study["id"] in launcher.render_studies()
+    job = api.fake.submissions[-1]
+    assert job.entrypoint.startswith(
+        f"python -m service.runtime.study_render --study-id {study['id']}"
+    )
+    assert study["id"] not in launcher.render_studies()  # its job is running: not twice
+    token = job.env_vars["EXTRAP_DRIVER_TOKEN"]
+    assert api.client.get(f"/internal/v1/studies/{study['id']}", headers=headers).status_code == 401
+    with httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token}"}) as client:
+        run_id = render(client, study["id"])  # what the Ray job runs
+        again = client.get(f"/internal/v1/studies/{study['id']}")
+    assert again.status_code == 401  # the report ended the token
+
+    shown = api.client.get(f"/v1/studies/{study['id']}", headers=headers).json()
+    assert shown["plot_ready"] and shown["mlflow_run_id"] == run_id
+    plot = api.client.get(f"/v1/studies/{study['id']}/plot.png", headers=headers)
+    assert plot.status_code == 200 and plot.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(plot.content)) as image:
+        assert image.format == "PNG"
+    parent = MlflowClient(tracking_uri=api.settings.resolved_mlflow_tracking_uri).get_run(run_id)
+    assert parent.data.tags["extrap.study_id"] == study["id"]
+    assert parent.data.tags["extrap.status"] == "succeeded"
+    assert study["id"] not in launcher.render_studies()  # drawn for this ending
+
+
+def test_a_render_job_that_ends_without_reporting_is_retried_a_few_times(api: Api) -> None:
+    from service.server.dispatch.base import JobStatus
+    from service.server.launcher import MAX_RENDER_ATTEMPTS
+
+    headers = api.user()
+    study = _submit(api, headers, compute="equal_epochs", batch_sizes=[64])
+    for cell in study["cells"]:
+        _finish(api, cell["sweep_id"], [0.6, 0.62], state="failed")
+    launcher = api.ctx.launcher
+    assert launcher is not None
+    for attempt in range(1, MAX_RENDER_ATTEMPTS + 1):
+        assert study["id"] in launcher.render_studies()
+        [job] = [j for j in api.fake.submissions if f"--study-id {study['id']} " in j.entrypoint][
+            attempt - 1 :
+        ]
+        api.fake.statuses[job.submission_id] = JobStatus.FAILED  # it died before reporting
+    assert study["id"] not in launcher.render_studies()  # given up on
+    shown = api.client.get(f"/v1/studies/{study['id']}", headers=headers).json()
+    assert shown["state"] == "failed" and not shown["plot_ready"]

@@ -1,12 +1,14 @@
 """A study through the service, end to end: HTTP in, one real sweep per cell (the real driver
-as a Ray job on the session's head), and a table whose every cell equals the mean and sample
-std of its confirmation runs' test figures as MLflow holds them.
+as a Ray job on the session's head), a table whose every cell equals the mean and sample std of
+its confirmation runs' test figures as MLflow holds them, and the render job's plot and study
+parent run.
 
 Slow (four tiny cells, about two minutes here): ``pytest -m slow``.
 """
 
 from __future__ import annotations
 
+import io
 import statistics
 import time
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.service.runtime.test_study import tiny_study
 from tests.service.server._service import ADMIN, Service
@@ -66,3 +69,16 @@ def test_a_study_through_the_service_tables_its_confirmation_runs(
     table = httpx.get(f"{service.url}/v1/studies/{study['id']}/table", headers=ADMIN, timeout=30)
     first = study["cells"][0]
     assert f"{first['test_mean']:.3f} ± {first['test_std']:.3f}" in table.text
+
+    # the render job (a Ray job) draws the plot and logs the study's parent run
+    deadline = time.monotonic() + 180
+    while not (shown := service.get(f"/v1/studies/{study['id']}"))["plot_ready"]:
+        assert time.monotonic() < deadline, "the study's render job did not report"
+        time.sleep(2.0)
+    plot = httpx.get(f"{service.url}/v1/studies/{study['id']}/plot.png", headers=ADMIN, timeout=30)
+    with Image.open(io.BytesIO(plot.content)) as image:
+        assert image.format == "PNG"
+    parent = client.get_run(shown["mlflow_run_id"])
+    assert parent.data.tags["extrap.kind"] == "study"
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"table.md", "table.csv", "plot.png", "study.yaml"} <= artifacts

@@ -1,21 +1,25 @@
-"""``/v1/studies``: submit a batch-size scaling study, list, show, its table, cancel, resume.
+"""``/v1/studies``: submit a batch-size scaling study, list, show, its table and plot, cancel,
+resume.
 
 A study's cells are ordinary sweeps of its owner (listable and cancellable on their own); they
 are queued at submission in one transaction and then wait within the owner's caps like any
 sweep. A submission takes one rate-limit token however many cells it queues. A study keeps no
 state of its own: its state and its table are computed from its cells' sweeps when read, with
 :func:`service.wire.studies.cell_result`, the function the local runner uses. The plot needs
-matplotlib, which the API does not carry: ``extrap study run`` draws it locally, and the CLI
-draws a service study's from its rows (``extrap study table ID --plot FILE``).
+matplotlib, which the API does not carry: once every cell has ended, the launcher starts the
+study's render job on Ray (:mod:`service.runtime.study_render`), which draws it into the
+storage and logs the study's MLflow parent run; ``GET .../plot.png`` serves the file.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, PlainTextResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -38,6 +42,7 @@ from service.server.policy import policy_errors, storable_errors
 from service.settings import Settings
 from service.wire import ACTIVE_SWEEP_STATES, FINAL_SWEEP_STATES, SweepState
 from service.wire.studies import (
+    STUDY_OUTPUTS_DIR,
     StudiesPublic,
     StudyDryRunPublic,
     StudyPublic,
@@ -50,7 +55,8 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1/studies", tags=["studies"])
 
 StudyIdPath = Annotated[
-    str, Path(min_length=1, max_length=64, pattern=SWEEP_ID_PATTERN, description="the study id")
+    str,
+    PathParam(min_length=1, max_length=64, pattern=SWEEP_ID_PATTERN, description="the study id"),
 ]
 
 STUDY_REQUEST_BODY = {
@@ -286,6 +292,11 @@ def resume_study(
         for sweep in again:
             check_resumable(sweep.spec)
             crud.requeue(session, sweep=sweep)
+        locked = session.get(Study, study.id, with_for_update=True)
+        assert locked is not None
+        # drawn again when it ends again
+        locked.rendered_state, locked.render_attempts = None, 0
+        locked.render_job_id = locked.render_token_hash = None
     for sweep in again:
         ctx.changed(sweep.id)
     ctx.wake()
@@ -303,3 +314,43 @@ def _locked_cells(session: Session, study: Study) -> Iterator[Sweep]:
             yield crud.lock_sweep(session, sweep_id=sweep_id)
         except crud.SweepNotFound:
             continue
+
+
+@router.get(
+    "/{study_id}/plot.png",
+    response_model=None,
+    summary="The study's plot: the test figure against batch size, one line per arm",
+    description=(
+        "Drawn by the study's render job once every cell has ended (`plot_ready` in the "
+        "study), into the service's storage; with object storage (`s3://…`) it is in the "
+        "study's MLflow parent run instead."
+    ),
+    responses={
+        200: {
+            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "The PNG",
+        },
+        **error_responses(401, 404, 422, 503),
+    },
+)
+def get_plot(
+    user: CurrentUser, session: SessionDep, ctx: ContextDep, study_id: StudyIdPath
+) -> Response:
+    study = crud.get_study(session, study_id=study_id, user=user)
+    if study.rendered_state is None:
+        raise ApiError(
+            404,
+            "no_plot",
+            "the plot is drawn once every cell of the study has ended (plot_ready); "
+            "`extrap study table ID --plot FILE` draws the table so far on your machine",
+        )
+    storage = ctx.settings.resolved_storage_path
+    path = Path(storage).resolve() / study.id / STUDY_OUTPUTS_DIR / "plot.png"
+    if "://" in storage or not path.is_file():
+        raise ApiError(
+            404,
+            "plot_not_served",
+            "the plot is not in this service's storage: it is an artifact of the study's "
+            f"MLflow parent run ({study.mlflow_run_id or 'not logged'})",
+        )
+    return FileResponse(path, media_type="image/png", filename=f"{study.id}-plot.png")
