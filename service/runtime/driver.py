@@ -136,6 +136,11 @@ def run_sweep(
         # The total is the spec's num_trials (the service raises it on resume with
         # add_trials), or what ran plus add_trials: a relaunched driver adds nothing twice.
         target = max(spec.search.num_trials, planned + add_trials)
+        # Trials past the restorable segments that MLflow saw finish (a segment set aside as
+        # unrestorable): they count, and are not run again.
+        planned += sum(
+            1 for t in state.trials.values() if t.kind == "search" and t.number > planned
+        )
         if target > planned:
             previous = segments[-1][1] if segments else None
             path = f"{sweep_root}/{SEGMENT_PREFIX}{planned:04d}"
@@ -149,7 +154,7 @@ def run_sweep(
                 previous=previous,
             )
             segments.append((planned, path))
-        last_segment = segments[-1][1]
+        last_segment = segments[-1][1] if segments else None
         if state.failed < spec.search.max_failed_trials:
             _confirm(spec, sweep_id, sweep_root, state, resume=resume)
         if state.failed >= spec.search.max_failed_trials:

@@ -18,6 +18,7 @@ from its latest checkpoint, on a new worker group.
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = [
     "existing_segments",
     "run_confirmations",
     "run_segment",
+    "searcher_state_readable",
     "segment_end",
     "segment_study",
 ]
@@ -102,15 +104,57 @@ def _searcher(spec: SweepSpec, previous_segment: str | None) -> Any:
 
 
 def existing_segments(sweep_root: str) -> list[tuple[int, str]]:
-    """The sweep's segments on storage, as (first trial offset, path)."""
+    """The sweep's segments on storage that Tune can restore, as (first trial offset, path).
+
+    A segment whose Optuna searcher state cannot be read (the driver was killed while Tune
+    copied it to storage: an empty file) would make Tune restart it from nothing and wait
+    forever for trials its search generator believes it already made; it is set aside
+    (renamed ``<path>.unrestorable-<n>``) and ends the list: the driver runs its unfinished
+    share again as a new segment.
+    """
     found: list[tuple[int, str]] = []
     offset = 0
     while True:
         path = f"{sweep_root}/{SEGMENT_PREFIX}{offset:04d}"
         if not tune.Tuner.can_restore(path):
             return found
+        if not searcher_state_readable(path):
+            _set_aside(path)
+            return found
         found.append((offset, path))
         offset = segment_end(offset, path)
+
+
+def searcher_state_readable(path: str) -> bool:
+    """Whether the segment's newest searcher state (the one Tune restores) unpickles."""
+    if "://" in path:
+        return True  # object storage: Tune's own restore decides
+    states = sorted(Path(path).glob("searcher-state-*.pkl"))
+    if not states:
+        return False
+    try:
+        with states[-1].open("rb") as state:
+            pickle.load(state)  # written by this sweep's own driver
+    except Exception as error:
+        log.warning("the searcher state %s cannot be read: %s", states[-1], error)
+        return False
+    return True
+
+
+def _set_aside(path: str) -> None:
+    if "://" in path:
+        return
+    number = 1
+    while Path(f"{path}.unrestorable-{number}").exists():
+        number += 1
+    Path(path).rename(f"{path}.unrestorable-{number}")
+    log.warning(
+        "segment %s cannot be restored (its searcher state is unreadable): set aside as "
+        "%s.unrestorable-%d; its unfinished trials run again in a new segment",
+        path,
+        path,
+        number,
+    )
 
 
 def segment_end(offset: int, path: str) -> int:
