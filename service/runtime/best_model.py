@@ -59,6 +59,9 @@ def export_best_model(
             "the best model's checkpoint %r is not on a filesystem: not exported", checkpoint
         )
         return {"weights_uri": None, "model_uri": None}
+    if not (Path(checkpoint) / STATE_FILE).is_file():  # e.g. its segment was set aside
+        log.warning("the best model's checkpoint %s is gone: not exported", checkpoint)
+        return {"weights_uri": None, "model_uri": None}
     state = torch.load(Path(checkpoint) / STATE_FILE, map_location="cpu", weights_only=False)
     model = load_workload(job.workload, job.workload_options).build_model()
     model.load_state_dict(state["model"])

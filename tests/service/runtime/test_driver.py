@@ -151,9 +151,12 @@ run_sweep(load_spec(json.loads(spec)), sweep_id="resumable", storage_path=storag
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.parametrize("cut_searcher_state", [False, True], ids=["intact", "cut"])
 def test_resume_after_killing_the_driver_does_not_rerun_finished_trials(
-    ray_session: Any, test_data_dir: Path, tmp_path: Path
+    ray_session: Any, test_data_dir: Path, tmp_path: Path, cut_searcher_state: bool
 ) -> None:
+    """``cut``: the kill also left the segment's searcher state empty on storage (it lands
+    while Tune copies it there); the segment is set aside and its unfinished share runs anew."""
     data = tiny_spec(test_data_dir, scheduler="fifo", num_trials=3)
     storage, tracking = str(tmp_path / "runs"), f"sqlite:///{tmp_path}/mlflow.db"
     events_path = tmp_path / "events.jsonl"
@@ -176,6 +179,11 @@ def test_resume_after_killing_the_driver_does_not_rerun_finished_trials(
         os.killpg(driver.pid, signal.SIGKILL)  # the driver dies like a lost machine
         driver.wait()
     done_before = {e["trial_id"] for e in finished}
+    if cut_searcher_state:
+        states = list((tmp_path / "runs" / "resumable").glob("trials-*/searcher-state-*.pkl"))
+        assert states, "Tune saved no searcher state before the kill"
+        for state in states:
+            state.write_bytes(b"")
 
     sink = ListSink()
     outcome = run_sweep(
@@ -191,7 +199,22 @@ def test_resume_after_killing_the_driver_does_not_rerun_finished_trials(
     assert not restarted & done_before  # finished trials are not rerun
     assert len(outcome.trials) == 3  # the earlier ones are counted, none added twice
     numbers = sorted(t.number for t in outcome.trials.values())
-    assert numbers == [1, 2, 3]
+    if cut_searcher_state:  # a lost trial's number is not reused by the one run in its place
+        started_before = {
+            e["trial_id"]: e["number"]
+            for e in map(json.loads, events_path.read_text().splitlines())
+            if e["type"] == "trial_started"
+        }
+        assert len(set(numbers)) == 3
+        assert {t: outcome.trials[t].number for t in done_before} == {
+            t: started_before[t] for t in done_before
+        }
+        lost = {n for t, n in started_before.items() if t not in done_before}
+        rerun = {r.number for t, r in outcome.trials.items() if t not in done_before}
+        assert not rerun & lost
+        assert list((tmp_path / "runs" / "resumable").glob("trials-0000.unrestorable-1"))
+    else:
+        assert numbers == [1, 2, 3]
 
 
 def test_failed_trials_stop_the_sweep_with_a_clear_reason(
