@@ -3,7 +3,7 @@ as a Ray job on the session's head), a table whose every cell equals the mean an
 its confirmation runs' test figures as MLflow holds them, and the render job's plot and study
 parent run.
 
-Slow (four tiny cells, about two minutes here): ``pytest -m slow``.
+Slow (two tiny cells and the render job, about two minutes here): ``pytest -m slow``.
 """
 
 from __future__ import annotations
@@ -40,13 +40,13 @@ def test_a_study_through_the_service_tables_its_confirmation_runs(
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    data = tiny_study(test_data_dir, compute="equal_epochs")
+    data = tiny_study(test_data_dir, compute="equal_epochs", batch_sizes=[100])
     data["budget"] = {"num_trials": 1, "epochs": 1, "max_concurrent_trials": 1}
     response = httpx.post(f"{service.url}/v1/studies", json=data, headers=ADMIN, timeout=60)
     assert response.status_code == 201, response.text
     study = _wait(service, response.json()["id"])
     assert study["state"] == "succeeded", study["cells"]
-    assert len(study["cells"]) == 4  # 2 batch sizes x 2 arms, equal epochs
+    assert len(study["cells"]) == 2  # 1 batch size x 2 arms, equal epochs
 
     client = MlflowClient(tracking_uri=service.settings.resolved_mlflow_tracking_uri)
     experiment = client.get_experiment_by_name("tiny-study")
