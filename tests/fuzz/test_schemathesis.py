@@ -87,7 +87,7 @@ def _protected_intact(target: FuzzTarget) -> None:
 
 
 def test_a_short_fuzz_finds_no_failure(fuzz_target: FuzzTarget) -> None:
-    requests, output = _fuzz(fuzz_target, phases="examples,fuzzing", max_examples=25, seed=14)
+    requests, output = _fuzz(fuzz_target, phases="examples,fuzzing", max_examples=15, seed=14)
     print(f"\nschemathesis: {requests} requests\n{output[-1500:]}")
     assert requests >= 300, output[-3000:]
     _protected_intact(fuzz_target)
