@@ -7,6 +7,7 @@ of the sweeps running in this process sit in :data:`LIVE`.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from service.runtime.trial import CONFIRM_KEY
 from service.wire import make_event
 
 __all__ = ["LIVE", "LiveSweep", "SweepCallback", "SweepStopper", "TrialRecord"]
+
+log = logging.getLogger(__name__)
 
 _ERROR_LINES = 20
 
@@ -171,7 +174,17 @@ class SweepCallback(tune.Callback):
             record.worker_pids = pids
             live.tracker.tag_trial(trial.trial_id, "extrap.worker_pids", " ".join(map(str, pids)))
         record.last = metrics
-        record.epochs = int(result["epoch"])
+        epoch = int(result["epoch"])
+        if epoch <= record.epochs:
+            # Retrained after a failure that came between this epoch's report and its
+            # checkpoint: it was reported (and logged) once already.
+            log.info(
+                "trial %s: epoch %d again after a restore, not reported twice",
+                trial.trial_id,
+                epoch,
+            )
+            return
+        record.epochs = epoch
         live.tracker.log_epoch(trial.trial_id, record.epochs, metrics)
         live.events.emit(
             make_event(

@@ -93,13 +93,17 @@ def test_a_worker_killed_mid_trial_resumes_from_its_checkpoint_while_others_go_o
         ]
         for number, record in records.items()
     }
-    # the victim: epochs 1..k before the kill (k >= 2: the kill lands 0.3 s after epoch 2's
-    # report, during epoch 3 or, on a fast machine, a later one); then from its epoch-k
-    # checkpoint, no epoch lost or repeated; the other trial never noticed
+    # the victim: every epoch reported once, none lost or repeated. Before the kill (0.3 s
+    # after epoch 2's report: during epoch 3 or, on a fast machine, a later one) it reports
+    # resumed_from_epoch 0; after it, the epoch k of the checkpoint it resumed from (k >= 2).
+    # An epoch reported but not yet checkpointed when the kill lands is trained again and not
+    # reported twice, so the zeros may run one past k.
     assert [epoch for epoch, _ in epochs[1]] == [1, 2, 3, 4, 5]
     resumed = [int(value) for _, value in epochs[1]]
     checkpoint = resumed[-1]
     assert 2 <= checkpoint <= 4, resumed
-    assert resumed == [0] * checkpoint + [checkpoint] * (5 - checkpoint)
+    zeros = resumed.count(0)
+    assert resumed == [0] * zeros + [checkpoint] * (5 - zeros), resumed
+    assert checkpoint <= zeros <= checkpoint + 1, resumed
     assert [resumed for _, resumed in epochs[2]] == [0] * 5
     assert time.monotonic() - started < 500
