@@ -14,6 +14,7 @@ through :meth:`~SweepTrainable.load_checkpoint` — on a new group when the old 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from search_spaces.resources import trial_bundles
 from service.runtime.workers import WorkerGroup
 from trainers.checkpoint import read_files, write_files
 from trainers.config import TrainJobConfig
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CONFIRM_KEY", "SweepTrainable", "TrialContext", "penalty", "trial_resources"]
 
@@ -116,6 +119,21 @@ class SweepTrainable(tune.Trainable):
             files.update(worker_files)
         write_files(Path(checkpoint_dir), files)
         return None
+
+    def restore(self, checkpoint_path: Any) -> None:
+        """Restore from a checkpoint, or start the trial afresh when its checkpoint never
+        reached storage (the driver was killed while Tune copied it there: Tune would fail
+        the trial on every retry)."""
+        checkpoint = getattr(checkpoint_path, "checkpoint", checkpoint_path)
+        path, filesystem = (
+            getattr(checkpoint, "path", None),
+            getattr(checkpoint, "filesystem", None),
+        )
+        local = getattr(filesystem, "type_name", None) == "local"
+        if isinstance(path, str) and local and not Path(path).exists():
+            log.warning("checkpoint %s is not on storage: trial starts again from epoch 1", path)
+            return
+        super().restore(checkpoint_path)
 
     def load_checkpoint(self, checkpoint: Any) -> None:
         files = read_files(Path(str(checkpoint)))
