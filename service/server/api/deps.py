@@ -49,6 +49,7 @@ __all__ = [
     "DriverSweep",
     "SessionDep",
     "SettingsDep",
+    "StudyIdPath",
     "SweepIdPath",
     "TrialIdPath",
     "close_request_session",
@@ -74,6 +75,10 @@ SweepIdPath = Annotated[
 TrialIdPath = Annotated[
     str,
     Path(min_length=1, max_length=64, pattern=TRIAL_ID_PATTERN, description="the trial's id"),
+]
+StudyIdPath = Annotated[
+    str,
+    Path(min_length=1, max_length=64, pattern=SWEEP_ID_PATTERN, description="the study's id"),
 ]
 
 _SESSION = "extrap.session"

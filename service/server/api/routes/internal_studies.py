@@ -11,11 +11,11 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 
 from service.server import crud
 from service.server.api.bodies import json_request_body, media_type, parse_model, read_body
-from service.server.api.deps import SWEEP_ID_PATTERN, BearerToken, ContextDep, SessionDep
+from service.server.api.deps import BearerToken, ContextDep, SessionDep, StudyIdPath
 from service.server.api.errors import ApiError, error_responses
 from service.server.api.views import study_cells
 from service.server.auth import hash_token
@@ -25,10 +25,6 @@ from service.wire.studies import StudyRenderedIn, StudyRenderPublic, study_state
 __all__ = ["router"]
 
 router = APIRouter(prefix="/internal/v1/studies/{study_id}", tags=["internal"])
-
-StudyIdPath = Annotated[
-    str, Path(min_length=1, max_length=64, pattern=SWEEP_ID_PATTERN, description="the study id")
-]
 
 
 def get_render_study(token: BearerToken, session: SessionDep, study_id: StudyIdPath) -> Study:

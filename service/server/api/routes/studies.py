@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, PlainTextResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,10 +28,10 @@ from service.server import crud
 from service.server.api.bodies import load_study_body, media_type, read_body
 from service.server.api.deps import (
     MAX_INT32,
-    SWEEP_ID_PATTERN,
     ContextDep,
     CurrentUser,
     SessionDep,
+    StudyIdPath,
 )
 from service.server.api.errors import ApiError, error_responses
 from service.server.api.routes.sweeps import check_resumable, take_submission_token
@@ -53,11 +52,6 @@ from service.wire.studies import (
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/studies", tags=["studies"])
-
-StudyIdPath = Annotated[
-    str,
-    PathParam(min_length=1, max_length=64, pattern=SWEEP_ID_PATTERN, description="the study id"),
-]
 
 STUDY_REQUEST_BODY = {
     "requestBody": {
