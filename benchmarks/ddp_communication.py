@@ -35,9 +35,11 @@ JSON says whether they were):
     ``grad_allreduce_bytes_per_param_bytes`` divides by the parameters' bytes: 1.0 means "the
     whole gradient once per step", as in plain DDP SGD.
 ``control_allreduce_calls`` / ``control_allreduce_bytes``
-    The step's other collective: ``ExtrapStepper`` all-reduces 5 float64 values once per step
-    (loss sums, unit counts and backward units, so every rank divides by the same global count
-    and detects divergence together). MEASURED, not computed: each worker wraps
+    The step's other collective: ``ExtrapStepper`` all-reduces 6 float64 values (loss sums, unit
+    counts, a divergence flag) once per step here (``sync_every=1``, the path of workloads
+    whose unit counts vary by rank, e.g. tokens; a classification trial does it once per window
+    of ``CONTROL_SYNC_EVERY`` steps), so that every rank divides by the same global count and
+    detects divergence together. MEASURED, not computed: each worker wraps
     ``torch.distributed.all_reduce`` and counts every call made during the step; the comm
     hook's calls go through that function too, so the control figures are that total minus the
     hook's counts (``allreduce_calls_total`` is the total). Other collective kinds are not

@@ -35,7 +35,8 @@ random crop + flip augmentation, batch ``--batch`` (512):
 ``product_<variant>``  the product's training loop (the body of ``trainers.epoch.train_epoch``):
                        ``EpochPlan`` index batches, ``ExtrapStepper.step`` (which also frees
                        BatchNorm statistics of the second pass and all-reduces nothing here but
-                       reads its loss sums back to the host every step), the lr and gamma
+                       reads its loss sums back to the host once per window of
+                       ``CONTROL_SYNC_EVERY`` steps, as a trial does), the lr and gamma
                        schedulers.
 
 Reported: ``images_per_second`` (each image counted once per optimizer step, whatever the
@@ -73,7 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainers.batches import EpochPlan
 from trainers.optim import ExtrapSGD, GammaScheduler, build_lr_scheduler
-from trainers.step import ExtrapStepper
+from trainers.step import CONTROL_SYNC_EVERY, ExtrapStepper
 from trainers.workloads._resnet import ResNetCIFAR, random_crop_flip
 
 OPTIMIZER_VARIANTS = ("none", "gradient", "noise", "gradient+noise", "past", "sam")
@@ -424,15 +425,23 @@ def product_loop(
     gamma_scheduler = GammaScheduler(
         optimizer, "follow_lr", total_steps=plan.steps_per_epoch * epochs
     )
-    stepper = ExtrapStepper(model, optimizer, _loss, autocast_dtype=dtype)
+    stepper = ExtrapStepper(
+        model,
+        optimizer,
+        _loss,
+        autocast_dtype=dtype,
+        units_equal_across_ranks=True,  # as the product's classification workloads
+        sync_every=CONTROL_SYNC_EVERY,
+    )
     epoch_counter = itertools.count()
 
     def epoch() -> Iterator[None]:
         loss_sum, units = 0.0, 0
         for rows in plan.steps(seed, next(epoch_counter), device):
             result = stepper.step([data.take(index) for index in rows])
-            loss_sum += result.loss * result.units
-            units += result.units
+            if result is not None:  # a window closed: one host synchronisation
+                loss_sum += result.loss * result.units
+                units += result.units
             lr_scheduler.step()
             gamma_scheduler.step()
             yield

@@ -17,6 +17,7 @@ from typing import Any
 from trainers.batches import FRESH_SEED_OFFSET
 from trainers.optim import effective_gamma
 from trainers.run import TrialRun, unwrap
+from trainers.step import StepResult
 from trainers.workloads import TensorSplit
 
 __all__ = ["EpochOutcome", "epoch_metrics", "eval_batch_size", "evaluate_split", "train_epoch"]
@@ -63,6 +64,16 @@ def train_epoch(run: TrialRun, train: TensorSplit) -> EpochOutcome:
     first_step_time: float | None = None
     loss_sum, units, samples = 0.0, 0, 0
     started = time.perf_counter()
+
+    def record(result: StepResult | None) -> bool:  # True when the result diverged
+        nonlocal loss_sum, units
+        if result is None:
+            return False
+        run.gradient_units += result.gradient_units
+        loss_sum += result.loss * result.units
+        units += result.units
+        return result.diverged
+
     for rows in run.plan.steps(job.seed, run.epoch, run.device):
         micro = [train.take(index) for index in rows]
         second = [train.take(index) for index in next(fresh)] if fresh is not None else None
@@ -70,18 +81,23 @@ def train_epoch(run: TrialRun, train: TensorSplit) -> EpochOutcome:
         if first_step_time is None and run.step == run.start_step:
             first_step_time = time.time()
         run.step += 1
-        if result.diverged:
-            return EpochOutcome(
-                result.loss, True, samples, time.perf_counter() - started, first_step_time
-            )
-        run.gradient_units += result.gradient_units
-        loss_sum += result.loss * result.units
-        units += result.units
         samples += job.global_batch_size
+        if record(result):
+            return _diverged(result, samples, started, first_step_time)
         run.lr_scheduler.step()
         run.gamma_scheduler.step()
+    result = run.stepper.flush()  # the epoch's last window
+    if record(result):
+        return _diverged(result, samples, started, first_step_time)
     seconds = time.perf_counter() - started
     return EpochOutcome(loss_sum / max(units, 1), False, samples, seconds, first_step_time)
+
+
+def _diverged(
+    result: StepResult | None, samples: int, started: float, first_step_time: float | None
+) -> EpochOutcome:
+    loss = result.loss if result is not None else math.nan
+    return EpochOutcome(loss, True, samples, time.perf_counter() - started, first_step_time)
 
 
 def evaluate_split(run: TrialRun, split: TensorSplit, prefix: str) -> dict[str, float]:

@@ -25,7 +25,7 @@ import torch
 from trainers.batches import EpochPlan
 from trainers.config import TrainJobConfig
 from trainers.optim import ExtrapSGD, GammaScheduler, build_lr_scheduler, linear_scaled_lr
-from trainers.step import ExtrapStepper
+from trainers.step import CONTROL_SYNC_EVERY, ExtrapStepper
 from trainers.workloads import Workload
 
 __all__ = ["ModelWrapper", "TrialRun", "build_run", "seed_everything", "unwrap"]
@@ -157,6 +157,8 @@ def build_run(
         clip_extrapolation_grad_norm=job.clip_extrapolation_grad_norm,
         divergence_bound=job.divergence_loss_bound,
         autocast_dtype=autocast,
+        units_equal_across_ranks=workload.units_equal_across_ranks,
+        sync_every=CONTROL_SYNC_EVERY,
     )
     return TrialRun(
         job=job,

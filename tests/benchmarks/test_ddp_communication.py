@@ -4,7 +4,7 @@ Runs ``--quick`` in a subprocess (2 gloo processes, no Ray) and checks the JSON'
 shape. The all-reduce figures are COUNTS, deterministic on any machine, so they are asserted
 exactly: local extrapolation all-reduces the gradient exactly as often as SGD, global
 extrapolation twice, accumulation does not add any, and the step's control all-reduce is one
-call of 5 float64 values. Timings are only checked to be positive numbers: those of a quick run
+call of 6 float64 values. Timings are only checked to be positive numbers: those of a quick run
 on a shared machine are noise.
 """
 
@@ -81,8 +81,8 @@ def test_per_step_figures(report: dict[str, Any], name: str) -> None:
         assert figures["grad_allreduce_bytes"] == passes * model["param_bytes"]
         assert figures["grad_allreduce_calls"] == passes * sgd_calls
         assert figures["control_allreduce_calls"] == 1.0
-        # 5 float64: the two loss sums, the unit counts and the backward units
-        assert figures["control_allreduce_bytes"] == 5 * 8
+        # 6 float64: the two loss sums, the three unit counts and the divergence flag
+        assert figures["control_allreduce_bytes"] == 6 * 8
         assert _positive(figures["step_seconds_median"])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from trainers.ddp_probe import CommCounter, run_gloo
 from trainers.optim import ExtrapSGD
-from trainers.step import ExtrapStepper
+from trainers.step import ExtrapStepper, StepResult
 
 LR, GAMMA = 0.5, 0.2
 
@@ -31,6 +32,12 @@ def _rank_batch(rank: int, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
 def _loss(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, int]:
     x, y = batch
     return torch.nn.functional.cross_entropy(model(x), y), len(x)
+
+
+def _closed(result: StepResult | None) -> StepResult:
+    """A step's result where the step synchronises on its own (``sync_every=1``)."""
+    assert result is not None
+    return result
 
 
 def _ddp_scenarios(rank: int, world_size: int, out: str) -> None:
@@ -74,9 +81,49 @@ def _ddp_scenarios(rank: int, world_size: int, out: str) -> None:
     ddp = DistributedDataParallel(_model())
     opt = ExtrapSGD(ddp.parameters(), lr=LR, gamma=GAMMA)
     bad = (x * (math.nan if rank == 1 else 1.0), y)
-    results["diverged"] = ExtrapStepper(ddp, opt, _loss).step([bad]).diverged
+    results["diverged"] = _closed(ExtrapStepper(ddp, opt, _loss).step([bad])).diverged
+    results.update(_windowed_scenarios(rank, batch))
     dist.barrier()
     torch.save(results, Path(out) / f"rank{rank}.pt")
+
+
+def _windowed_scenarios(rank: int, batch: Any) -> dict[str, Any]:
+    """Control all-reduces once per window: the same training, fewer collectives."""
+    results: dict[str, Any] = {}
+    calls = {"control": 0}
+    plain_all_reduce = dist.all_reduce
+
+    def counted(*args: Any, **kwargs: Any) -> Any:  # DDP's own all-reduces run in C++
+        calls["control"] += 1
+        return plain_all_reduce(*args, **kwargs)
+
+    for name, sync_every in (("per_step", 1), ("windowed", 4)):
+        ddp = DistributedDataParallel(_model())
+        opt = ExtrapSGD(ddp.parameters(), lr=LR, gamma=GAMMA, momentum=0.9)
+        stepper = ExtrapStepper(
+            ddp, opt, _loss, units_equal_across_ranks=True, sync_every=sync_every
+        )
+        calls["control"] = 0
+        dist.all_reduce = counted
+        try:
+            seen = [stepper.step([batch]) for _ in range(8)]
+            seen.append(stepper.flush())
+        finally:
+            dist.all_reduce = plain_all_reduce
+        results[name] = {
+            "params": [p.detach().clone() for p in ddp.parameters()],
+            "control_calls": calls["control"],
+            "results": [None if r is None else asdict(r) for r in seen],
+        }
+    # rank 1 diverges at the window's 2nd step: every rank learns it when the window closes
+    ddp = DistributedDataParallel(_model())
+    opt = ExtrapSGD(ddp.parameters(), lr=LR, gamma=GAMMA)
+    stepper = ExtrapStepper(ddp, opt, _loss, units_equal_across_ranks=True, sync_every=3)
+    x, y = batch
+    bad = (x * (math.nan if rank == 1 else 1.0), y)
+    seen = [stepper.step([b]) for b in (batch, bad, batch)]
+    results["window_diverged"] = [None if r is None else asdict(r) for r in seen]
+    return results
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +190,35 @@ def test_all_ranks_stop_together_when_one_diverges(ddp_results: list[dict[str, A
     assert [r["diverged"] for r in ddp_results] == [True, True]
 
 
+def test_a_window_trains_as_per_step_control_does_with_one_all_reduce_per_window(
+    ddp_results: list[dict[str, Any]],
+) -> None:
+    for rank in range(2):
+        per_step, windowed = ddp_results[rank]["per_step"], ddp_results[rank]["windowed"]
+        for a, b in zip(per_step["params"], windowed["params"], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+        assert per_step["control_calls"] == 8
+        assert windowed["control_calls"] == 2  # 8 steps, windows of 4, nothing left to flush
+        closed = [r for r in windowed["results"] if r is not None]
+        assert [r["steps"] for r in closed] == [4, 4]
+        assert windowed["results"][-1] is None  # flush() of an empty window
+        # the window's figures are its steps' together
+        steps = per_step["results"][:4]
+        assert closed[0]["units"] == sum(r["units"] for r in steps) == 4 * 32
+        assert closed[0]["gradient_units"] == sum(r["gradient_units"] for r in steps)
+        want = sum(r["loss"] * r["units"] for r in steps) / closed[0]["units"]
+        assert closed[0]["loss"] == pytest.approx(want, rel=1e-6)
+
+
+def test_a_divergence_on_one_rank_is_seen_by_all_when_the_window_closes(
+    ddp_results: list[dict[str, Any]],
+) -> None:
+    for rank in range(2):
+        first, second, closing = ddp_results[rank]["window_diverged"]
+        assert first is None and second is None
+        assert closing is not None and closing["diverged"] and closing["steps"] == 3
+
+
 # -- single process --------------------------------------------------------------------------
 
 
@@ -167,7 +243,7 @@ def test_accumulation_weights_micro_batches_by_unit_count(variant: str) -> None:
         size = 24 // split
         micro = [(x[i : i + size], y[i : i + size], mask[i : i + size]) for i in range(0, 24, size)]
         for _ in range(3):
-            result = stepper.step(micro)
+            result = _closed(stepper.step(micro))
         assert result.units == 11
         runs.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
     torch.testing.assert_close(runs[0], runs[1], rtol=1e-5, atol=1e-6)
@@ -220,7 +296,7 @@ def test_divergence_is_reported_and_the_update_skipped(poison: float) -> None:
     before = [p.detach().clone() for p in model.parameters()]
     opt = ExtrapSGD(model.parameters(), lr=LR, gamma=GAMMA)
     stepper = ExtrapStepper(model, opt, poisoned, divergence_bound=100.0)
-    result = stepper.step([_rank_batch(0)])
+    result = _closed(stepper.step([_rank_batch(0)]))
     assert result.diverged
     assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before, strict=True))
     assert not opt.extrapolated
@@ -239,5 +315,52 @@ def test_clipping_bounds_the_communicated_gradient() -> None:
 def test_bf16_autocast_step_runs_on_cpu() -> None:
     model = _model()
     opt = ExtrapSGD(model.parameters(), lr=LR, gamma=GAMMA)
-    result = ExtrapStepper(model, opt, _loss, autocast_dtype=torch.bfloat16).step([_rank_batch(0)])
+    stepper = ExtrapStepper(model, opt, _loss, autocast_dtype=torch.bfloat16)
+    result = _closed(stepper.step([_rank_batch(0)]))
     assert math.isfinite(result.loss) and not result.diverged
+
+
+def test_sync_every_needs_equal_units_on_every_rank_else_each_step_synchronises() -> None:
+    x, y = _rank_batch(0, 24)
+    mask = torch.ones(24)
+    model = _model()
+    opt = ExtrapSGD(model.parameters(), lr=LR, gamma=GAMMA)
+    stepper = ExtrapStepper(model, opt, _token_loss, sync_every=8)  # units may differ: tokens
+    result = stepper.step([(x, y, mask)])
+    assert result is not None and result.steps == 1 and stepper.pending_steps == 0
+
+
+def test_flush_closes_a_partial_window() -> None:
+    model = _model()
+    opt = ExtrapSGD(model.parameters(), lr=LR, gamma=GAMMA)
+    stepper = ExtrapStepper(model, opt, _loss, units_equal_across_ranks=True, sync_every=16)
+    assert [stepper.step([_rank_batch(0)]) for _ in range(3)] == [None, None, None]
+    assert stepper.pending_steps == 3
+    result = stepper.flush()
+    assert result is not None and result.steps == 3 and result.units == 3 * 16
+    assert result.gradient_units == 2 * 3 * 16  # two passes a step
+    assert stepper.flush() is None and stepper.pending_steps == 0
+
+
+@pytest.mark.parametrize("sync_every", [0, -1])
+def test_sync_every_below_one_is_refused(sync_every: int) -> None:
+    model = _model()
+    opt = ExtrapSGD(model.parameters(), lr=LR)
+    with pytest.raises(ValueError, match=f"sync_every={sync_every}"):
+        ExtrapStepper(model, opt, _loss, sync_every=sync_every)
+
+
+@pytest.mark.parametrize("variant", ["none", "gradient"])
+def test_in_a_window_micro_batches_accumulate_to_the_one_batch_step(variant: str) -> None:
+    x, y = _rank_batch(0, 24)
+    runs = []
+    for parts in (1, 4):
+        model = _model()
+        opt = ExtrapSGD(model.parameters(), lr=LR, gamma=GAMMA, extrapolation=variant)
+        stepper = ExtrapStepper(model, opt, _loss, units_equal_across_ranks=True, sync_every=2)
+        size = 24 // parts
+        micro = [(x[i : i + size], y[i : i + size]) for i in range(0, 24, size)]
+        results = [stepper.step(micro) for _ in range(4)]
+        assert [r is None for r in results] == [True, False, True, False]
+        runs.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
+    torch.testing.assert_close(runs[0], runs[1], rtol=1e-5, atol=1e-6)

@@ -84,6 +84,9 @@ class Workload(abc.ABC, Generic[OptionsT]):
     """
 
     info: ClassVar[WorkloadInfo]
+    units_equal_across_ranks: ClassVar[bool] = False
+    """Every rank's batch of a step holds the same number of loss units (true when units are
+    rows): the step then needs no per-step all-reduce to learn the global count."""
 
     def __init__(self, options: OptionsT) -> None:
         self.options = options
@@ -144,6 +147,8 @@ class Workload(abc.ABC, Generic[OptionsT]):
 
 class ClassificationWorkload(Workload[OptionsT]):
     """A workload whose batches are ``(inputs, labels)`` and whose metric is accuracy."""
+
+    units_equal_across_ranks = True  # a unit is a row, and every rank gets as many rows
 
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, int]:
         inputs, labels = batch[0], batch[1]
