@@ -17,11 +17,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
 from sqlalchemy import bindparam, func, select, true
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from search_spaces import SweepSpec
-from service.server.fastsql import FastSelect
-from service.server.models import Study, Sweep, SweepEvent, Trial, TrialMetric, User, utcnow
+from service.server.fastsql import Direct, FastSelect
+from service.server.models import (
+    ApiToken,
+    Study,
+    Sweep,
+    SweepEvent,
+    Trial,
+    TrialMetric,
+    User,
+    utcnow,
+)
 from service.server.states import check_sweep_transition
 from service.wire import FINAL_SWEEP_STATES, SweepState, TrialStatus
 
@@ -32,6 +41,7 @@ __all__ = [
     "SweepRow",
     "append_event",
     "best_trial",
+    "caller_and_sweep",
     "cancel",
     "check_visible",
     "close_open_trials",
@@ -52,6 +62,7 @@ __all__ = [
     "sweep_by_idempotency_key",
     "sweep_row",
     "sweep_with_counts",
+    "sweep_with_counts_of",
     "sweeps_in",
     "trial_counts",
     "trial_epochs",
@@ -154,6 +165,26 @@ _SWEEP_WITH_COUNTS = FastSelect(
 )
 
 
+# The caller an unrevoked token belongs to, and the sweep with its trial counts: one statement
+# (authentication costs no query of its own). No such sweep: its columns are NULL.
+_CALLER = aliased(User, name="caller")
+_CALLER_AND_SWEEP = FastSelect(
+    select(
+        _CALLER.id.label("caller_id"),
+        _CALLER.name.label("caller_name"),
+        _CALLER.is_admin.label("caller_is_admin"),
+        *Sweep.__table__.c,
+        User.name.label("owner_name"),
+        *(_count_of(s) for s in _STATUSES),
+    )
+    .select_from(ApiToken)
+    .join(_CALLER, _CALLER.id == ApiToken.user_id)
+    .outerjoin(Sweep, Sweep.id == bindparam("sweep_id"))
+    .outerjoin(User, User.id == Sweep.owner_id)
+    .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None))
+)
+
+
 def sweep_row(session: Session, *, sweep_id: str, user: Principal | None = None) -> SweepRow:
     """The sweep as a row (its columns and ``owner_name``), if ``user`` may see it."""
     row = session.connection().execute(_SWEEP_ROW, {"sweep_id": sweep_id}).first()
@@ -167,7 +198,21 @@ def sweep_with_counts(
 ) -> tuple[SweepRow, dict[str, int]]:
     """:func:`sweep_row` and its :func:`trial_counts`, in one query."""
     row = _SWEEP_WITH_COUNTS.first(session, sweep_id=sweep_id)
-    if row is None or not _may_see(user, row.owner_id):
+    return sweep_with_counts_of(row, sweep_id=sweep_id, user=user)
+
+
+def caller_and_sweep(on: Session | Direct, *, token_hash: str, sweep_id: str) -> Any | None:
+    """In one statement: who holds the unrevoked token ``token_hash`` (``caller_id``,
+    ``caller_name``, ``caller_is_admin``) and the sweep ``sweep_id`` with its trial counts (for
+    :func:`sweep_with_counts_of`); ``None`` if the token is unknown or revoked."""
+    return _CALLER_AND_SWEEP.first(on, token_hash=token_hash, sweep_id=sweep_id)
+
+
+def sweep_with_counts_of(
+    row: Any | None, *, sweep_id: str, user: Principal | None = None
+) -> tuple[SweepRow, dict[str, int]]:
+    """The sweep of a row read with its counts, and the counts, if ``user`` may see it."""
+    if row is None or row.id is None or not _may_see(user, row.owner_id):
         raise SweepNotFound(sweep_id)
     return row, {status: getattr(row, f"trials_{status}") for status in _STATUSES}
 

@@ -11,7 +11,9 @@ one transaction, and :meth:`Database.writing` turns it into a writing one when i
 something. ``request_slots`` is how many requests may hold a connection at once: the pool's
 size less a few connections kept for the background threads (the API admits requests to the
 database through a gate of that size, so that requests waiting for a thread never hold the
-connections that the threads wait for).
+connections that the threads wait for). :meth:`Database.direct` lends a pooled connection
+outside any session, in autocommit, for the API's reads of one statement
+(:mod:`service.server.fastsql`).
 
 Example:
     >>> db = Database("sqlite://")
@@ -30,6 +32,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool, StaticPool
+
+from service.server.fastsql import Direct
 
 __all__ = ["Database", "text"]
 
@@ -94,6 +98,28 @@ class Database:
         except BaseException:
             session.rollback()
             raise
+
+    @contextmanager
+    def direct(self) -> Iterator[Direct]:
+        """A pooled connection outside any session, in autocommit, for reads of one statement.
+
+        One statement reads one snapshot on its own; a session would add BEGIN and ROLLBACK
+        round trips and SQLAlchemy's bookkeeping, as much CPU as an indexed read costs. On
+        PostgreSQL autocommit is switched on for the loan and off again (a flag, no round
+        trip), so the connection goes back to the pool as it came.
+        """
+        raw = self.engine.raw_connection()
+        try:
+            if not self.is_sqlite:
+                raw.driver_connection.autocommit = True  # type: ignore[union-attr]
+            yield Direct(raw, self.engine.dialect)
+        finally:
+            try:
+                if not self.is_sqlite and raw.is_valid:
+                    raw.driver_connection.autocommit = False  # type: ignore[union-attr]
+            except Exception:  # a connection that broke: not back into the pool
+                raw.invalidate()
+            raw.close()
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -174,10 +174,14 @@ class Trial(Base):
     """One trial of a sweep, as its driver reported it."""
 
     __tablename__ = "trials"
-    __table_args__ = (UniqueConstraint("sweep_id", "trial_id"),)
+    __table_args__ = (
+        UniqueConstraint("sweep_id", "trial_id"),
+        # A sweep's counts by status come from this index alone (migration 0006).
+        Index("ix_trials_sweep_id_status", "sweep_id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    sweep_id: Mapped[str] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
+    sweep_id: Mapped[str] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
     trial_id: Mapped[str] = mapped_column(String(64))
     number: Mapped[int] = mapped_column(Integer)
     params: Mapped[dict[str, Any]] = mapped_column(JSONType)

@@ -14,6 +14,10 @@ changes something ends that transaction and writes in a new one
 request. The edge middleware closes the session when the request is over; a route that
 streams closes it before it returns the stream, so a stream holds no transaction open.
 
+**No session at all** for the hottest read, ``GET /v1/sweeps/{id}``: :data:`CallerAndSweep`
+reads the caller and the sweep in one statement on a pooled connection in autocommit
+(:meth:`~service.server.db.Database.direct`), with no transaction around it.
+
 **The gate.** A request takes a slot of ``ctx.gate`` before its session touches the database
 and gives it back when the session closes, or while it waits for its body; at most
 ``Database.request_slots`` requests hold a connection at once, so no thread of the pool ever
@@ -24,7 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 from collections.abc import MutableMapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
@@ -43,6 +49,7 @@ __all__ = [
     "SWEEP_ID_PATTERN",
     "TRIAL_ID_PATTERN",
     "BearerToken",
+    "CallerAndSweep",
     "ContextDep",
     "CurrentUser",
     "DispatcherDep",
@@ -50,6 +57,7 @@ __all__ = [
     "SessionDep",
     "SettingsDep",
     "StudyIdPath",
+    "SweepForCaller",
     "SweepIdPath",
     "TrialIdPath",
     "close_request_session",
@@ -62,6 +70,8 @@ MAX_INT32 = 2**31 - 1
 """The largest offset, event id or count the API accepts (the columns are 32-bit)."""
 SWEEP_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 TRIAL_ID_PATTERN = r"^[^\x00-\x1f/]{1,64}$"
+
+_SWEEP_ID = re.compile(SWEEP_ID_PATTERN)
 
 SweepIdPath = Annotated[
     str,
@@ -197,6 +207,41 @@ async def get_current_user(request: Request, session: SessionDep) -> Caller:
 
 
 CurrentUser = Annotated[Caller, Depends(get_current_user)]
+
+
+@dataclass(frozen=True)
+class SweepForCaller:
+    """The caller, and the path's sweep read with its trial counts in the same statement (a
+    row for :func:`service.server.crud.sweep_with_counts_of`; its columns are ``None`` where
+    there is no such sweep)."""
+
+    caller: Caller
+    row: Any
+
+
+async def get_caller_and_sweep(request: Request) -> SweepForCaller:
+    """The caller and the sweep ``{sweep_id}`` of the path, in one indexed statement on a
+    direct connection (no session, no transaction; see the module's docstring).
+
+    The token fails as with :data:`CurrentUser` (401); whether the caller may see the sweep is
+    the route's to judge, after FastAPI has validated the path (422 comes before 404). An id
+    the path will not pass is not looked up.
+    """
+    token = _bearer(request)
+    sweep_id = request.path_params.get("sweep_id", "")
+    if not _SWEEP_ID.match(sweep_id):
+        sweep_id = ""  # never an id; 422 follows
+    ctx = context_of(request)
+    async with ctx.gate:
+        with ctx.db.direct() as connection:
+            row = crud.caller_and_sweep(connection, token_hash=hash_token(token), sweep_id=sweep_id)
+    if row is None:
+        raise _unauthorized("invalid or revoked token")
+    caller = Caller(id=row.caller_id, name=row.caller_name, is_admin=bool(row.caller_is_admin))
+    return SweepForCaller(caller=caller, row=row)
+
+
+CallerAndSweep = Annotated[SweepForCaller, Depends(get_caller_and_sweep)]
 
 
 def get_driver_sweep(token: BearerToken, session: SessionDep, sweep_id: SweepIdPath) -> Sweep:

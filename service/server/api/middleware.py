@@ -66,6 +66,9 @@ class Edge:
         self.app = app
         self.max_bytes = max_bytes
         self.histogram = histogram
+        # The histogram's children by (method, route, status), looked up once each (asking
+        # the histogram for them takes a lock and checks the labels on every request).
+        self._children: dict[tuple[str, str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,9 +83,11 @@ class Edge:
             if not observed:
                 observed = True
                 template = getattr(scope.get("route"), "path", None) or "unmatched"
-                self.histogram.labels(scope["method"], template, str(status or 500)).observe(
-                    time.perf_counter() - started
-                )
+                labels = (scope["method"], template, str(status or 500))
+                child = self._children.get(labels)
+                if child is None:
+                    child = self._children[labels] = self.histogram.labels(*labels)
+                child.observe(time.perf_counter() - started)
 
         async def edge_send(message: Message) -> None:
             nonlocal status

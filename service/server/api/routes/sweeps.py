@@ -31,6 +31,7 @@ from service.server.api.bodies import (
 )
 from service.server.api.deps import (
     MAX_INT32,
+    CallerAndSweep,
     ContextDep,
     CurrentUser,
     SessionDep,
@@ -291,12 +292,10 @@ def list_sweeps(
     summary="Show a sweep",
     responses=error_responses(401, 404, 422, 503),
 )
-async def get_sweep(
-    user: CurrentUser, session: SessionDep, request: Request, sweep_id: SweepIdPath
-) -> Response:
-    # One indexed read on the event loop (cheaper than a thread hop; see get_current_user).
-    row, counts = crud.sweep_with_counts(session, sweep_id=sweep_id, user=user)
-    session.close()  # everything is read: the connection goes back before the answer is built
+async def get_sweep(read: CallerAndSweep, request: Request, sweep_id: SweepIdPath) -> Response:
+    # The caller and the sweep came in one indexed read on the event loop (cheaper than a
+    # thread hop; see get_current_user), and its connection is back in the pool.
+    row, counts = crud.sweep_with_counts_of(read.row, sweep_id=sweep_id, user=read.caller)
     return json_response(sweep_public(row, counts, context_of(request).settings))
 
 
