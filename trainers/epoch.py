@@ -65,10 +65,8 @@ def train_epoch(run: TrialRun, train: TensorSplit) -> EpochOutcome:
     loss_sum, units, samples = 0.0, 0, 0
     started = time.perf_counter()
 
-    def record(result: StepResult | None) -> bool:  # True when the result diverged
+    def record(result: StepResult) -> bool:  # True when the result diverged
         nonlocal loss_sum, units
-        if result is None:
-            return False
         run.gradient_units += result.gradient_units
         loss_sum += result.loss * result.units
         units += result.units
@@ -82,22 +80,22 @@ def train_epoch(run: TrialRun, train: TensorSplit) -> EpochOutcome:
             first_step_time = time.time()
         run.step += 1
         samples += job.global_batch_size
-        if record(result):
+        if result is not None and record(result):
             return _diverged(result, samples, started, first_step_time)
         run.lr_scheduler.step()
         run.gamma_scheduler.step()
     result = run.stepper.flush()  # the epoch's last window
-    if record(result):
+    if result is not None and record(result):
         return _diverged(result, samples, started, first_step_time)
     seconds = time.perf_counter() - started
     return EpochOutcome(loss_sum / max(units, 1), False, samples, seconds, first_step_time)
 
 
 def _diverged(
-    result: StepResult | None, samples: int, started: float, first_step_time: float | None
+    result: StepResult, samples: int, started: float, first_step_time: float | None
 ) -> EpochOutcome:
-    loss = result.loss if result is not None else math.nan
-    return EpochOutcome(loss, True, samples, time.perf_counter() - started, first_step_time)
+    elapsed = time.perf_counter() - started
+    return EpochOutcome(result.loss, True, samples, elapsed, first_step_time)
 
 
 def evaluate_split(run: TrialRun, split: TensorSplit, prefix: str) -> dict[str, float]:

@@ -85,8 +85,9 @@ class StepResult:
     steps: int = 1
 
 
-# The control vector's slots: sums over steps (and, once reduced, over ranks).
-_LOSS, _REPORT, _UNITS, _REPORT_UNITS, _FIRST_UNITS, _BAD = range(6)
+# The control vector (see _Window.close and _result): loss sum, reported loss sum, units,
+# reported units, first-pass units, divergence flag. Slot of the units of the update's pass:
+_UNITS = 2
 
 
 @dataclass(frozen=True)
