@@ -63,6 +63,9 @@ class LiveSweep:
     started: dict[str, float] = field(default_factory=dict)  # first start: the timeout
     last_start: dict[str, float] = field(default_factory=dict)  # latest (re)start
     failed: int = 0
+    # Every trial in this driver's Tune experiments, restored finished ones too: a trial the
+    # tracker knows from a lost driver but Tune never saved is not among them.
+    in_tune: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -215,6 +218,9 @@ class SweepCallback(tune.Callback):
         if best is not None and record.kind == "search":
             done = sum(t.status != "running" for t in live.trials.values() if t.kind == "search")
             live.tracker.log_best(best.last[live.objective], done)
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        self._live().in_tune.update(trial.trial_id for trial in trials)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         record = self._live().trials.get(trial.trial_id)

@@ -162,6 +162,7 @@ def run_sweep(
                 f"stopped: {state.failed} trials failed (search.max_failed_trials="
                 f"{spec.search.max_failed_trials}); see the failed trials' errors"
             )
+        _close_lost_trials(spec, state)
     except Exception as error:  # the sweep fails with the reason; the caller reports it
         log.exception("sweep %s failed", sweep_id)
         reason = f"{type(error).__name__}: {error}"
@@ -197,6 +198,30 @@ def run_sweep(
         mlflow_experiment_id=tracker.experiment_id,
         mlflow_run_id=tracker.parent_run_id,
     )
+
+
+LOST_TRIAL = (
+    "it was started by a driver that was lost, and the sweep's saved Tune state does not hold "
+    "it; the resumed driver ran another trial in its place"
+)
+
+
+def _close_lost_trials(spec: SweepSpec, state: LiveSweep) -> None:
+    """Close, in MLflow and in the service, the trials of a lost driver that nothing will finish.
+
+    Called once every experiment of this driver has ended, so that the trials Tune kept (and
+    reran or restored) are known; a lost trial keeps its number, and its run is marked failed.
+    """
+    kept = set(state.trials) | state.in_tune
+    for lost in state.tracker.lost_trials(kept, set(spec.space)):
+        trial_id = lost["trial_id"]
+        state.tracker.tag_trial(trial_id, "mlflow.note.content", LOST_TRIAL)
+        state.tracker.finish_trial(trial_id, "failed")
+        state.events.emit(make_event("trial_started", **lost))
+        state.events.emit(
+            make_event("trial_finished", trial_id=trial_id, status="failed", error=LOST_TRIAL)
+        )
+        log.warning("sweep %s: trial %s: %s", state.sweep_id, trial_id, LOST_TRIAL)
 
 
 def _confirm(

@@ -407,6 +407,36 @@ class SweepTracker:
             )
         return trials
 
+    def lost_trials(self, kept: set[str], searched: set[str]) -> list[dict[str, Any]]:
+        """Trials a lost driver started that this driver neither ran nor found in Tune's state.
+
+        A driver killed after a trial's run was created but before Tune saved the trial in its
+        experiment state leaves a run that nothing will finish: the resumed experiments do not
+        hold the trial, and another trial ran in its place. ``kept`` holds every trial id this
+        driver's experiments knew; the runs of the others still marked running are returned
+        (and can then be closed with :meth:`finish_trial`).
+        """
+        lost = []
+        for run in self._existing:
+            trial_id = run.data.tags.get(TRIAL_TAG)
+            if trial_id is None or trial_id in kept:
+                continue
+            if run.data.tags.get(STATUS_TAG, "running") != "running":
+                continue
+            self._trial_runs[trial_id] = _Run(run.info.run_name or trial_id, str(run.info.run_id))
+            tags = run.data.tags
+            lost.append(
+                {
+                    "trial_id": trial_id,
+                    "number": _number_of(run.info.run_name or ""),
+                    "params": {k: _parse(v) for k, v in run.data.params.items() if k in searched},
+                    "mlflow_run_id": str(run.info.run_id),
+                    "kind": "confirmation" if CONFIRMS_TAG in tags else "search",
+                    "confirms": tags.get(CONFIRMS_TAG),
+                }
+            )
+        return lost
+
     def tag_trial(self, trial_id: str, key: str, value: str) -> None:
         run = self._trial_runs.get(trial_id)
         if run is not None:

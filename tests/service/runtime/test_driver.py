@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from search_spaces import load_spec
-from service.runtime.driver import run_sweep
+from service.runtime.driver import LOST_TRIAL, run_sweep
 from service.runtime.events import ListSink
+from service.runtime.tracking import SweepTracker
 from tests.conftest import FinishedSweep, tiny_spec
 
 pytestmark = pytest.mark.slow
@@ -139,7 +140,7 @@ def test_a_trial_that_cannot_be_placed_is_rejected_before_anything_runs(
 _DRIVER = """
 import json, sys
 from search_spaces import load_spec
-from service.runtime.driver import run_sweep
+from service.runtime.driver import LOST_TRIAL, run_sweep
 spec, storage, tracking, events_path = sys.argv[1:5]
 class FileSink:
     def emit(self, event):
@@ -185,6 +186,12 @@ def test_resume_after_killing_the_driver_does_not_rerun_finished_trials(
         for state in states:
             state.write_bytes(b"")
 
+    # A trial whose run the killed driver created but that Tune never saved: planted, so that
+    # the resumed driver surely meets one (the kill may or may not have left one of its own).
+    planted = SweepTracker(load_spec(data), sweep_id="resumable", tracking_uri=tracking)
+    planted.trial_run("planted0", 99, {"lr": 0.1}, {})
+    assert planted.close()
+
     sink = ListSink()
     outcome = run_sweep(
         load_spec(data),
@@ -195,6 +202,20 @@ def test_resume_after_killing_the_driver_does_not_rerun_finished_trials(
         resume=True,
     )
     assert outcome.state == "succeeded", outcome.reason
+    # Every lost trial is closed as failed, with why, under its own number, in the events and
+    # in MLflow: no run of the sweep is left running.
+    closed = {e["trial_id"] for e in sink.of_type("trial_finished") if e["error"] == LOST_TRIAL}
+    assert "planted0" in closed
+    assert "planted0" not in outcome.trials
+    assert {e["trial_id"]: e["number"] for e in sink.of_type("trial_started")}["planted0"] == 99
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking)
+    every = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert every and all(run.info.status != "RUNNING" for run in every)
+    [planted_run] = [r for r in every if r.data.tags.get("extrap.trial_id") == "planted0"]
+    assert planted_run.info.status == "FAILED"
+    assert planted_run.data.tags["extrap.status"] == "failed"
     restarted = {e["trial_id"] for e in sink.of_type("trial_started")}
     assert not restarted & done_before  # finished trials are not rerun
     assert len(outcome.trials) == 3  # the earlier ones are counted, none added twice
@@ -214,6 +235,8 @@ def test_resume_after_killing_the_driver_does_not_rerun_finished_trials(
     replaced = set(started_before) - done_before - set(outcome.trials)
     lost = {started_before[t] for t in replaced}
     assert not {r.number for r in outcome.trials.values()} & lost
+    assert closed - {"planted0"} <= replaced
+    assert all(r.number > 99 for r in outcome.trials.values() if r.trial_id not in started_before)
     set_aside = list((tmp_path / "runs" / "resumable").glob("trials-0000.unrestorable-*"))
     assert bool(set_aside) == cut_searcher_state
 
