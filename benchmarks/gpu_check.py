@@ -445,6 +445,10 @@ def product_loop(
             lr_scheduler.step()
             gamma_scheduler.step()
             yield
+        last = stepper.flush()  # the epoch's partial window, as train_epoch closes it
+        if last is not None:
+            loss_sum += last.loss * last.units
+            units += last.units
 
     return _Loop(epoch)
 

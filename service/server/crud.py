@@ -33,6 +33,7 @@ from service.server.models import (
 )
 from service.server.states import check_sweep_transition
 from service.wire import FINAL_SWEEP_STATES, SweepState, TrialStatus
+from service.wire.studies import DELETED_CELL
 
 __all__ = [
     "Principal",
@@ -511,6 +512,14 @@ def study_sweeps(
         for sweep_id, trial_id, values in found:
             metrics.setdefault(sweep_id, {})[trial_id] = dict(values or {})
     return sweeps, metrics
+
+
+def cell_states(study: Study, sweeps: Mapping[str, Sweep]) -> list[str]:
+    """Each cell's sweep state, in the study's order (``deleted`` where its sweep is gone)."""
+    return [
+        sweeps[cell["sweep_id"]].state if cell.get("sweep_id") in sweeps else DELETED_CELL
+        for cell in study.cells
+    ]
 
 
 class StudyNotFound(LookupError):

@@ -227,11 +227,8 @@ class Launcher:
             due = [
                 (study.id, study.render_job_id)
                 for study in studies
-                if study_state(
-                    [sweeps[c["sweep_id"]].state if c["sweep_id"] in sweeps else "deleted"
-                     for c in study.cells]
-                ) in _ENDED
-            ]  # fmt: skip
+                if study_state(crud.cell_states(study, sweeps)) in _ENDED
+            ]
         started = []
         for study_id, job_id in due:
             if job_id is not None and not self._job_ended(job_id):

@@ -34,6 +34,7 @@ from service.wire.states import ACTIVE_SWEEP_STATES, SweepState
 
 __all__ = [
     "CSV_COLUMNS",
+    "DELETED_CELL",
     "STUDY_OUTPUTS_DIR",
     "STUDY_STATES",
     "StudiesPublic",
@@ -222,6 +223,8 @@ STUDY_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 STUDY_OUTPUTS_DIR = "outputs"
 """A service study's drawn outputs: ``<storage>/<study id>/outputs/`` (plot.png, table.md, …)."""
 StudyState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+DELETED_CELL = "deleted"
+"""The state of a cell whose sweep was deleted (it counts as failed)."""
 
 
 def study_state(cell_states: Sequence[str]) -> StudyState:

@@ -23,6 +23,7 @@ from service.wire import (
     SweepState,
 )
 from service.wire.studies import (
+    DELETED_CELL,
     StudyCellResult,
     StudyPublic,
     StudySummaryPublic,
@@ -178,8 +179,6 @@ def best_yaml(best: BestPublic, sweep_name: str) -> str:
 
 # -- studies --------------------------------------------------------------------------------
 
-_DELETED = "deleted"
-
 
 def study_cells(
     study: Study,
@@ -194,7 +193,7 @@ def study_cells(
         row = StudyCellResult.model_validate(template)
         sweep = sweeps.get(str(template.get("sweep_id")))
         if sweep is None:  # its sweep was deleted
-            rows.append(row.model_copy(update={"state": _DELETED}))
+            rows.append(row.model_copy(update={"state": DELETED_CELL}))
             continue
         if metrics is None:
             rows.append(row.model_copy(update={"state": sweep.state}))
