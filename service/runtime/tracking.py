@@ -18,6 +18,7 @@ A resumed sweep finds its runs again by these tags instead of creating new ones.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import logging
@@ -36,7 +37,15 @@ from search_spaces import SweepSpec
 from search_spaces.space import nest_dotted
 from service.runtime._outbox import Outbox, failure_kind
 
-__all__ = ["INCOMPLETE_TAG", "SweepTracker", "flatten", "trial_run_name"]
+__all__ = [
+    "INCOMPLETE_TAG",
+    "SweepTracker",
+    "flatten",
+    "prepare_tracking_store",
+    "study_files",
+    "trial_run_name",
+    "warm_tracking_store",
+]
 
 log = logging.getLogger("extrap.tracking")
 
@@ -172,6 +181,7 @@ class SweepTracker:
             os.environ.setdefault(name, value)
         self.spec = spec
         self.sweep_id = sweep_id
+        prepare_tracking_store(tracking_uri)  # a SQLite store's tables, once, under a lock
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.objective = spec.objective.metric
         self.drain_timeout_s = drain_timeout_s
@@ -472,10 +482,11 @@ class SweepTracker:
         state: str,
         *,
         best: Mapping[str, Any] | None,
-        study: Any | None = None,
+        summary: Mapping[str, bytes] | None = None,
         step: int = 0,
     ) -> None:
-        """Final tags and artifacts on the parent run; ``study`` is the Optuna study if any.
+        """Final tags and artifacts on the parent run; ``summary`` holds the Optuna study's
+        files if any (:func:`study_files`).
 
         The best configuration's figures are logged at ``step`` (after every ``best_*`` value
         logged while the search ran, so that they are the latest).
@@ -499,8 +510,8 @@ class SweepTracker:
             self._log(
                 parent, "best figures", metrics=_best_figures(best, self.objective), step=step
             )
-        if study is not None:
-            self._log_study(parent, study)
+        if summary:
+            self._log_files(parent, summary)
         self._log(parent, "final state", tags={STATUS_TAG: state})
         mlflow_status = "FINISHED" if state == "succeeded" else "FAILED"
         self._call(parent, "end", lambda run_id: self.client.set_terminated(run_id, mlflow_status))
@@ -516,36 +527,84 @@ class SweepTracker:
             run, artifact_file, lambda run_id: self.client.log_text(run_id, text, artifact_file)
         )
 
-    def _log_study(self, run: _Run, study: Any) -> None:
-        import optuna
+    def _log_files(self, run: _Run, files: Mapping[str, bytes]) -> None:
+        for name, content in files.items():
 
-        completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if len(completed) >= 2 and len(study.directions) == 1:
-            try:
-                importances: dict[str, Any] = dict(optuna.importance.get_param_importances(study))
-            except (RuntimeError, ValueError) as error:  # e.g. a single distinct value
-                importances = {"error": str(error)}
-            self._text(
-                run, json.dumps(importances, indent=2, default=float), "param_importances.json"
-            )
-        if completed and len(study.directions) == 1:
-            import matplotlib
+            def log(run_id: str, name: str = name, content: bytes = content) -> None:
+                _log_file(self.client, run_id, content, name)
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-            from optuna.visualization.matplotlib import plot_optimization_history
+            self._call(run, name, log)
 
-            figure: Any = plot_optimization_history(study).figure
-            png = io.BytesIO()
-            figure.savefig(png, format="png")  # now: the study goes on changing
-            plt.close("all")
-            self._call(
-                run,
-                "optimization_history.png",
-                lambda run_id: _log_file(
-                    self.client, run_id, png.getvalue(), "optimization_history.png"
-                ),
-            )
+
+def study_files(study: Any) -> dict[str, bytes]:
+    """The Optuna study's summary for the parent run: parameter importances (JSON) and the
+    optimization history (PNG), where there are enough completed trials for them.
+
+    Pure computation (no MLflow): the driver renders them in a thread while the best model is
+    exported, a second or two of matplotlib off the sweep's tail.
+    """
+    import optuna
+
+    files: dict[str, bytes] = {}
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(completed) >= 2 and len(study.directions) == 1:
+        try:
+            importances: dict[str, Any] = dict(optuna.importance.get_param_importances(study))
+        except (RuntimeError, ValueError) as error:  # e.g. a single distinct value
+            importances = {"error": str(error)}
+        files["param_importances.json"] = json.dumps(importances, indent=2, default=float).encode()
+    if completed and len(study.directions) == 1:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from optuna.visualization.matplotlib import plot_optimization_history
+
+        figure: Any = plot_optimization_history(study).figure
+        png = io.BytesIO()
+        figure.savefig(png, format="png")
+        plt.close(figure)
+        files["optimization_history.png"] = png.getvalue()
+    return files
+
+
+def prepare_tracking_store(tracking_uri: str) -> None:
+    """Open MLflow's store for ``tracking_uri`` in this process, creating (or upgrading) the
+    tables of a SQLite store under a lock file beside it.
+
+    A service's drivers start together on a fresh store (a study's cells, two at a time), and
+    MLflow's migrations do not survive two processes at once: the second fails with "Online
+    migration expected to match one row" and so does every relaunch. The lock makes the
+    first one create the tables and the others find them. A tracking server (``http``, as in
+    docs/deploy.md, whose server owns its database) or a file store needs nothing here.
+    """
+    from mlflow.tracking import MlflowClient
+
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    if not database.is_absolute():  # sqlite:///relative.db
+        database = Path.cwd() / database
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{database}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:  # a client opens the store when it is made: the tables, if there are none
+            MlflowClient(tracking_uri=tracking_uri)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def warm_tracking_store(tracking_uri: str) -> None:
+    """:func:`prepare_tracking_store` ahead of the tracker, in a thread while Ray starts.
+
+    The two take seconds each and need different things (Ray waits on its processes; this is
+    MLflow's imports and SQL). Nothing is created in the store but its schema, and a failure is
+    left for :class:`SweepTracker` to meet and report.
+    """
+    try:
+        prepare_tracking_store(tracking_uri)
+    except Exception:  # the tracker retries with patience and says why
+        log.debug("warming the MLflow store %s failed", _shown_uri(tracking_uri), exc_info=True)
 
 
 def _params(values: Mapping[str, Any]) -> list[Any]:

@@ -29,16 +29,21 @@ ADMIN = bearer(ADMIN_TOKEN)
 class Service:
     """A service on a fixed port and database that a test can stop and start again."""
 
-    def __init__(self, home: Path, dispatcher: RayJobDispatcher, data_dir: Path) -> None:
+    def __init__(
+        self, home: Path, dispatcher: RayJobDispatcher, data_dir: Path, **settings: Any
+    ) -> None:
         self.port = free_port()
         self.settings = make_settings(
             home,
             f"sqlite:///{home / 'extrap.db'}",
             self.port,
-            data_roots=[data_dir],
-            reconcile_interval_s=2.0,
-            heartbeat_timeout_s=90.0,
-            max_driver_restarts=2,
+            **{
+                "data_roots": [data_dir],
+                "reconcile_interval_s": 2.0,
+                "heartbeat_timeout_s": 90.0,
+                "max_driver_restarts": 2,
+                **settings,
+            },
         )
         self.dispatcher = dispatcher
         self.live: LiveServer | None = None

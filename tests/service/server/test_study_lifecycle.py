@@ -3,7 +3,8 @@ as a Ray job on the session's head), a table whose every cell equals the mean an
 its confirmation runs' test figures as MLflow holds them, and the render job's plot and study
 parent run.
 
-Slow (two tiny cells and the render job, about two minutes here): ``pytest -m slow``.
+Slow (six tiny cells, one trial each and two confirmations, and the render job; about four
+minutes here): ``pytest -m slow``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import io
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from service.server.dispatch import RayJobDispatcher
 from tests.service.runtime.test_study import tiny_study
 from tests.service.server._service import ADMIN, Service
 
@@ -35,18 +38,38 @@ def _wait(service: Service, study_id: str, timeout_s: float = 800.0) -> dict[str
     raise AssertionError(f"timed out; last seen: {study}")
 
 
+@pytest.fixture
+def service(dispatcher: RayJobDispatcher, tmp_path: Path, test_data_dir: Path) -> Iterator[Service]:
+    """Two cells at once: the session's head has 2 CPUs and 2 trial slots, a cell's trial
+    takes one worker of 1 CPU, and most of a tiny cell's time is its driver starting."""
+    running = Service(tmp_path / "home", dispatcher, test_data_dir, max_concurrent_sweeps=2)
+    running.start()
+    yield running
+    running.stop()
+
+
 def test_a_study_through_the_service_tables_its_confirmation_runs(
     service: Service, test_data_dir: Path
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    data = tiny_study(test_data_dir, compute="equal_epochs", batch_sizes=[100])
+    data = tiny_study(test_data_dir)  # 2 batch sizes x 2 arms, equal epochs and compute
     data["budget"] = {"num_trials": 1, "epochs": 1, "max_concurrent_trials": 1}
     response = httpx.post(f"{service.url}/v1/studies", json=data, headers=ADMIN, timeout=60)
     assert response.status_code == 201, response.text
     study = _wait(service, response.json()["id"])
     assert study["state"] == "succeeded", study["cells"]
-    assert len(study["cells"]) == 2  # 1 batch size x 2 arms, equal epochs
+    by_key = {row["key"]: row for row in study["cells"]}
+    # the 4 equal-epoch cells, and the one-pass arm at twice the epochs per batch size
+    assert sorted(by_key) == sorted(
+        f"b{batch}-{arm}-e{epochs}"
+        for batch in (100, 200)
+        for arm, epochs in (("sgd-baseline", 1), ("extrap-gradient", 1), ("sgd-baseline", 2))
+    )
+    for batch in (100, 200):  # equal compute: as many backward passes as the two-pass arm
+        doubled = by_key[f"b{batch}-sgd-baseline-e2"]["gradient_evaluations"]
+        assert doubled == by_key[f"b{batch}-extrap-gradient-e1"]["gradient_evaluations"]
+        assert doubled == 2 * by_key[f"b{batch}-sgd-baseline-e1"]["gradient_evaluations"]
 
     client = MlflowClient(tracking_uri=service.settings.resolved_mlflow_tracking_uri)
     experiment = client.get_experiment_by_name("tiny-study")
