@@ -45,7 +45,7 @@ chromium:
 # the unit tests, `slow` (real Ray and sweeps), `browser`, `faults` (kills, outages, node loss)
 # and `fuzz` (a short schemathesis pass); `make fuzz` and `make load` run the long ones.
 test: $(STAMP) postgres chromium lint
-	$(VENV)/bin/pytest -m "not fuzz_long and not load"
+	$(VENV)/bin/pytest -m "not fuzz_long and not load" --durations=40 --durations-min=10
 
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest -m "not slow and not browser and not faults and not fuzz and not fuzz_long and not load"

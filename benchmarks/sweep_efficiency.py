@@ -313,16 +313,24 @@ def extrap_shim(argv: list[str]) -> int:
             marks["ray_init_end"] = time.time()
 
     ray.init = timed_init
-    from service.cli.main import app
+    import atexit
 
-    code = 0
-    try:
-        app(args=argv[1:], prog_name="extrap")
-    except SystemExit as done:
-        code = done.code if isinstance(done.code, int) else 1
-    marks["fit_end"] = time.time()
-    Path(argv[0]).write_text(json.dumps(marks), encoding="utf-8")
-    return code
+    from service.cli import main
+
+    fit_end = [0.0]
+    # Written by an exit handler: the console script's exit (main.run) ends the process itself.
+    atexit.register(lambda: Path(argv[0]).write_text(json.dumps(marks | {"fit_end": fit_end[0]})))
+    original_app = main.app
+
+    def timed_app(*args: Any, **kwargs: Any) -> None:
+        try:
+            original_app(*args, **kwargs)
+        finally:
+            fit_end[0] = time.time()
+
+    main.app = timed_app  # type: ignore[assignment]
+    main.run(argv[1:])
+    return 0  # not reached: main.run exits
 
 
 # -- watching a child: wall, memory ----------------------------------------------------------

@@ -50,7 +50,7 @@ from service.runtime.segments import (
     segment_end,
     segment_study,
 )
-from service.runtime.tracking import SweepTracker
+from service.runtime.tracking import SweepTracker, study_files, warm_tracking_store
 from service.wire import DriverSpecPublic, make_event
 from trainers.workloads import get_workload_info
 
@@ -106,6 +106,11 @@ def run_sweep(
     import ray
 
     tune_environment()
+    # MLflow's import and store set-up overlap Ray's start (seconds each, here 2-3 and 4).
+    warming = threading.Thread(
+        target=warm_tracking_store, args=(tracking_uri,), name="mlflow-warm-up", daemon=True
+    )
+    warming.start()
     ensure_ray(spec.search.max_concurrent_trials)
     errors = placement_errors(spec.job, ray.cluster_resources())  # type: ignore[no-untyped-call]
     if errors:
@@ -114,6 +119,7 @@ def run_sweep(
     sweep_root = f"{storage_path.rstrip('/')}/{sweep_id}"
     if "://" not in sweep_root:
         sweep_root = str(Path(sweep_root).resolve())
+    warming.join(timeout=120)  # an unreachable store: the tracker waits for it and says so
     tracker = SweepTracker(spec, sweep_id=sweep_id, tracking_uri=tracking_uri)
     state = LiveSweep(spec=spec, sweep_id=sweep_id, tracker=tracker, events=sink)
     if resume:  # trials finished before the interruption count for the best configuration
@@ -170,6 +176,10 @@ def run_sweep(
     finally:
         LIVE.pop(sweep_id, None)
 
+    # The study's summary renders (matplotlib, a second or two) while the best model exports.
+    rendering: _Rendering | None = None
+    if last_segment and "://" not in last_segment:
+        rendering = _Rendering(last_segment)
     best = best_summary(state, get_workload_info(spec.job.workload).metric)
     if reason is None and best is None:
         reason = "no trial finished with the objective metric"
@@ -186,8 +196,8 @@ def run_sweep(
             )
         )
     final_state = "failed" if reason else "succeeded"
-    study = segment_study(last_segment) if last_segment and "://" not in last_segment else None
-    tracker.finish_sweep(final_state, best=best, study=study, step=len(state.trials) + 1)
+    summary = rendering.files() if rendering is not None else None
+    tracker.finish_sweep(final_state, best=best, summary=summary, step=len(state.trials) + 1)
     sink.emit(make_event("sweep_finished", state=final_state, reason=reason, best=best))
     tracker.close()  # what MLflow missed while it was unreachable: bounded wait, then given up
     return SweepOutcome(
@@ -198,6 +208,29 @@ def run_sweep(
         mlflow_experiment_id=tracker.experiment_id,
         mlflow_run_id=tracker.parent_run_id,
     )
+
+
+class _Rendering:
+    """The Optuna study's summary files of a segment, rendered in a thread."""
+
+    def __init__(self, segment: str) -> None:
+        self._files: dict[str, bytes] = {}
+        self._thread = threading.Thread(
+            target=self._render, args=(segment,), name="study-summary", daemon=True
+        )
+        self._thread.start()
+
+    def _render(self, segment: str) -> None:
+        try:
+            study = segment_study(segment)
+            if study is not None:
+                self._files = study_files(study)
+        except Exception:  # a summary is a nicety: the sweep's outcome does not depend on it
+            log.exception("the Optuna study of %s could not be summarised", segment)
+
+    def files(self) -> dict[str, bytes]:
+        self._thread.join()
+        return self._files
 
 
 LOST_TRIAL = (

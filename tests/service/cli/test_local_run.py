@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ def test_run_json_prints_only_json_on_stdout(test_data_dir: Path, tmp_path: Path
     env = {k: v for k, v in os.environ.items() if k not in _SHARED_RAY}
     env.update(EXTRAP_HOME=str(tmp_path / "home"), RAY_USAGE_STATS_ENABLED="0")
     env["RAY_AUTH_MODE"] = "disabled"
+    servers_before = _ray_gcs_servers()
     done = subprocess.run(
         [str(Path(sys.executable).with_name("extrap")), "run", str(spec), "--json"],
         capture_output=True,
@@ -38,3 +40,22 @@ def test_run_json_prints_only_json_on_stdout(test_data_dir: Path, tmp_path: Path
     outcome = json.loads(done.stdout)  # the whole of stdout is one JSON document
     assert outcome["state"] == "succeeded", outcome
     assert done.stderr.strip(), "Ray and Tune printed nothing at all: the test shows nothing"
+    # The console script ends without the interpreter's teardown, but after Ray's shutdown:
+    # the local Ray it started is gone with it.
+    deadline = time.time() + 30
+    while _ray_gcs_servers() - servers_before and time.time() < deadline:
+        time.sleep(0.5)
+    assert not _ray_gcs_servers() - servers_before, "the run's local Ray outlived it"
+
+
+def _ray_gcs_servers() -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"gcs_server" in command.split(b"\0", 1)[0]:
+                found.add(int(entry.name))
+    return found
