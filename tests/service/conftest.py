@@ -191,6 +191,12 @@ class Api:
         assert response.status_code == 200, response.text
         return response.json()
 
+    def driven(self, headers: dict[str, str], *events: dict[str, Any]) -> str:
+        """A sweep submitted, launched and sent ``events`` by its driver; its id."""
+        sweep_id = self.submit(headers)
+        self.push(sweep_id, self.launch(sweep_id), *events)
+        return sweep_id
+
     def state(self, sweep_id: str) -> str:
         response = self.client.get(f"/v1/sweeps/{sweep_id}", headers=self.admin)
         return str(response.json()["state"])

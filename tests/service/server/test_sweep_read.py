@@ -18,18 +18,14 @@ from tests.service.conftest import Api, bearer, event
 
 
 def _running_sweep_with_trials(api: Api, headers: dict[str, str]) -> str:
-    sweep_id = api.submit(headers)
-    driver = api.launch(sweep_id)
-    api.push(
-        sweep_id,
-        driver,
+    return api.driven(
+        headers,
         event("sweep_running"),
         event("trial_started", trial_id="t1", number=1, params={"lr": 0.1}),
         event("trial_started", trial_id="t2", number=2, params={"lr": 0.2}),
         event("trial_metrics", trial_id="t1", epoch=1, metrics={"accuracy": 0.5}),
         event("trial_finished", trial_id="t1", status="completed"),
     )
-    return sweep_id
 
 
 def test_the_answer_is_the_one_a_session_read_gives(api: Api) -> None:
