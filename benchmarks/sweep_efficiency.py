@@ -771,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
                     efficiency_trials,
                     efficiency_seconds,
                     args.data_dir,
-                    rounds=2 if args.quick else 3,
+                    rounds=2 if args.quick else 7,
                 )
             except Exception as error:
                 import traceback

@@ -54,7 +54,13 @@ from torch import Tensor
 
 from trainers.optim import ExtrapSGD
 
-__all__ = ["CONTROL_SYNC_EVERY", "ExtrapStepper", "StepResult", "frozen_batchnorm_stats"]
+__all__ = [
+    "CONTROL_SYNC_EVERY",
+    "ExtrapStepper",
+    "StepResult",
+    "batchnorm_buffers",
+    "frozen_batchnorm_stats",
+]
 
 Batch = Any
 
@@ -88,6 +94,7 @@ class StepResult:
 # The control vector (see _Window.close and _result): loss sum, reported loss sum, units,
 # reported units, first-pass units, divergence flag. Slot of the units of the update's pass:
 _UNITS = 2
+_NO_CONTEXT = contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -162,16 +169,22 @@ def _result(control: Tensor, *, steps: int) -> StepResult:
     return StepResult(loss, int(report_units), diverged, int(units + first_units), steps)
 
 
-@contextlib.contextmanager
-def frozen_batchnorm_stats(model: torch.nn.Module) -> Iterator[None]:
-    """Undo, on exit, whatever the enclosed forwards did to BatchNorm running statistics."""
-    saved = [
-        (buffer, buffer.detach().clone())
+def batchnorm_buffers(model: torch.nn.Module) -> list[Tensor]:
+    """The running statistics of ``model``'s BatchNorm layers (none for most MLPs)."""
+    return [
+        buffer
         for module in model.modules()
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.track_running_stats
         for buffer in (module.running_mean, module.running_var, module.num_batches_tracked)
         if buffer is not None
     ]
+
+
+@contextlib.contextmanager
+def frozen_batchnorm_stats(buffers: Sequence[Tensor]) -> Iterator[None]:
+    """Undo, on exit, whatever the enclosed forwards did to these BatchNorm running statistics
+    (:func:`batchnorm_buffers`: found once, not on every step)."""
+    saved = [(buffer, buffer.detach().clone()) for buffer in buffers]
     try:
         yield
     finally:
@@ -237,6 +250,7 @@ class ExtrapStepper:
         self.autocast_dtype = autocast_dtype
         self.sync_every = sync_every if units_equal_across_ranks else 1
         self._params = [p for p in model.parameters() if p.requires_grad]
+        self._batchnorm = batchnorm_buffers(model)
         self._device = self._params[0].device
         self._distributed = dist.is_available() and dist.is_initialized()
         self._world = dist.get_world_size() if self._distributed else 1
@@ -270,7 +284,8 @@ class ExtrapStepper:
                 torch.nn.utils.clip_grad_norm_(self._params, self.clip_extrapolation_grad_norm)
             optimizer.extrapolate()
             optimizer.zero_grad(set_to_none=True)
-            with frozen_batchnorm_stats(self.model):
+            frozen = frozen_batchnorm_stats(self._batchnorm) if self._batchnorm else _NO_CONTEXT
+            with frozen:
                 second = self._accumulate(
                     second_micro_batches or micro_batches, communicate_last=True
                 )
