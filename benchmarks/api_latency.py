@@ -18,6 +18,10 @@ and ``server_cpu_ms_per_request``: the server process's CPU time (user + system,
 threads, from ``/proc/PID/stat``) over the measured window ÷ the requests answered in it.
 The top-level figures repeat the headline run (the first database, the client count nearest
 50) so that one number can be quoted.
+
+``--stack``: ``auto`` (default) is what ``extrap serve`` runs, uvicorn's choice: httptools and
+uvloop (dependencies of the package); ``h11`` forces the pure-Python h11 parser on asyncio's
+own loop, uvicorn's fallback, to show what the two cost.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ POSTGRES_DSN = os.environ.get(
     ),
 )
 SERVER_CPU, CLIENT_CPU = 0, 1
+_STACK_ENV = "EXTRAP_BENCH_STACK"
 _ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 _BODIES: dict[str, bytes] = {}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -107,7 +112,24 @@ def serve(home: Path, port: int, database_url: str) -> None:
 
     settings = _settings(home, port, database_url)
     app = create_app(settings, dispatcher=_StaticCluster(), supervise=False)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", **_uvicorn_stack())
+
+
+def _uvicorn_stack() -> dict[str, Any]:
+    if os.environ.get(_STACK_ENV) == "h11":
+        return {"http": "h11", "loop": "asyncio", "access_log": False}
+    return {"access_log": False}
+
+
+def _stack_in_use() -> str:
+    if os.environ.get(_STACK_ENV) == "h11":
+        return "h11 on asyncio"
+    try:
+        import httptools  # noqa: F401
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "auto (h11 on asyncio: httptools or uvloop missing)"
+    return "auto (httptools on uvloop)"
 
 
 def serve_reference(port: int, body_file: Path) -> None:
@@ -123,7 +145,7 @@ def serve_reference(port: int, body_file: Path) -> None:
     async def sweep(sweep_id: str) -> Response:
         return Response(body, media_type="application/json")
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", **_uvicorn_stack())
 
 
 def _free_port() -> int:
@@ -428,6 +450,7 @@ def run(
         "benchmark": "api_latency",
         "endpoint": "GET /v1/sweeps/{id}",
         "server": "uvicorn, 1 process, pinned to CPU 0; load generator pinned to CPU 1",
+        "stack": _stack_in_use(),
         "duration_s": duration_s,
         "trials_in_sweep": trials,
         **headline,
@@ -452,6 +475,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run")
     parser.add_argument("--trials", type=int, default=40, help="trials stored in the sweep")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument(
+        "--stack", choices=("auto", "h11"), default="auto", help="uvicorn's HTTP parser and loop"
+    )
     parser.add_argument("--serve", nargs=3, metavar=("HOME", "PORT", "URL"), help=argparse.SUPPRESS)
     parser.add_argument("--serve-reference", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -461,6 +487,7 @@ def main() -> None:
     if args.serve_reference:
         serve_reference(int(args.serve_reference[0]), Path(args.serve_reference[1]))
         return
+    os.environ[_STACK_ENV] = args.stack  # read by the server subprocesses
     duration, warmup = (1.5, 0.5) if args.quick else (args.duration, 1.0)
     trials = min(args.trials, 10) if args.quick else args.trials
     default_databases = "sqlite" if args.quick else "sqlite,postgresql"
