@@ -458,6 +458,9 @@ def measure_sweep(setup: Setup, *, keep: bool = False) -> dict[str, Any]:
     from service.runtime.ray_env import ensure_ray
 
     spec = load_spec(setup.spec())
+    # Ray's state API (list_tasks: the per-task timings below) is served by the dashboard,
+    # which a local Ray of the runtime leaves out unless asked.
+    os.environ.setdefault("EXTRAP_RAY_DASHBOARD", "1")
     started = time.perf_counter()
     ensure_ray(1)
     ray_init_seconds = time.perf_counter() - started

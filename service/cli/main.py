@@ -46,8 +46,9 @@ def run(argv: list[str] | None = None) -> None:
     once a command has loaded torch or Ray.
 
     Finalising those modules' objects takes seconds (2-3 s after a sweep here) and does
-    nothing a user needs: the exit handlers still run (Ray's shutdown among them), threads
-    that are not daemons are waited for, and the streams are flushed, then the process ends.
+    nothing a user needs: threading's exit hooks run and the threads that are not daemons are
+    waited for (``threading._shutdown``, as the interpreter does), then the exit handlers
+    (Ray's shutdown among them), the streams are flushed, and the process ends.
     """
     try:
         app(args=argv, prog_name="extrap")
@@ -59,10 +60,10 @@ def run(argv: list[str] | None = None) -> None:
     if isinstance(code, str):
         print(code, file=sys.stderr)
         code = 1
-    main_thread = threading.main_thread()
-    for thread in threading.enumerate():
-        if thread is not main_thread and not thread.daemon:
-            thread.join()
+    # What the interpreter does first on exit, in its order: threading's own exit hooks (they
+    # stop concurrent.futures' idle workers, which would otherwise wait forever), then the
+    # join of every non-daemon thread, then the atexit handlers.
+    threading._shutdown()  # type: ignore[attr-defined]
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
