@@ -388,6 +388,19 @@ class SweepTracker:
         self._outbox.call(create, label=f"creation of {run.label}", key=run)
         return run.id
 
+    def _known_trial(self, run: Any, searched: set[str]) -> dict[str, Any]:
+        """What an earlier driver's run says of its trial (its run is this tracker's again)."""
+        trial_id = run.data.tags[TRIAL_TAG]
+        self._trial_runs[trial_id] = _Run(run.info.run_name or trial_id, str(run.info.run_id))
+        tags = run.data.tags
+        return {
+            "trial_id": trial_id,
+            "number": _number_of(run.info.run_name or ""),
+            "params": {k: _parse(v) for k, v in run.data.params.items() if k in searched},
+            "kind": "confirmation" if CONFIRMS_TAG in tags else "search",
+            "confirms": tags.get(CONFIRMS_TAG),
+        }
+
     def finished_trials(self, searched: set[str]) -> list[dict[str, Any]]:
         """Trials of this sweep that MLflow saw finish (for a resumed sweep's bookkeeping)."""
         trials = []
@@ -395,22 +408,15 @@ class SweepTracker:
             status = run.data.tags.get(STATUS_TAG, "running")
             if status == "running":
                 continue
-            number = _number_of(run.info.run_name or "")
-            trial_id = run.data.tags[TRIAL_TAG]
-            self._trial_runs[trial_id] = _Run(run.info.run_name or trial_id, str(run.info.run_id))
             metrics = dict(run.data.metrics)
             tags = run.data.tags
             trials.append(
-                {
-                    "trial_id": trial_id,
-                    "number": number,
-                    "params": {k: _parse(v) for k, v in run.data.params.items() if k in searched},
+                self._known_trial(run, searched)
+                | {
                     "status": status,
                     "last": {self.objective: metrics.pop(self.objective)} | metrics
                     if self.objective in metrics
                     else metrics,
-                    "kind": "confirmation" if CONFIRMS_TAG in tags else "search",
-                    "confirms": tags.get(CONFIRMS_TAG),
                     "seed": int(tags[SEED_TAG]) if SEED_TAG in tags else None,
                     "checkpoint": tags.get(CHECKPOINT_TAG),
                 }
@@ -433,18 +439,7 @@ class SweepTracker:
                 continue
             if run.data.tags.get(STATUS_TAG, "running") != "running":
                 continue
-            self._trial_runs[trial_id] = _Run(run.info.run_name or trial_id, str(run.info.run_id))
-            tags = run.data.tags
-            lost.append(
-                {
-                    "trial_id": trial_id,
-                    "number": _number_of(run.info.run_name or ""),
-                    "params": {k: _parse(v) for k, v in run.data.params.items() if k in searched},
-                    "mlflow_run_id": str(run.info.run_id),
-                    "kind": "confirmation" if CONFIRMS_TAG in tags else "search",
-                    "confirms": tags.get(CONFIRMS_TAG),
-                }
-            )
+            lost.append(self._known_trial(run, searched) | {"mlflow_run_id": str(run.info.run_id)})
         return lost
 
     def tag_trial(self, trial_id: str, key: str, value: str) -> None:
